@@ -1,0 +1,81 @@
+"""PostgreSQL helpers: a pool that waits for the server, the schema, and per-dialog tables."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib import resources
+
+import asyncpg
+
+from chatkit.dialogs import DialogKey
+from chatkit.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+# Key of the advisory lock that serialises schema creation across services starting at once.
+SCHEMA_LOCK_KEY = 0x63686174  # "chat"
+
+# Errors that mean "the server is not there right now", as opposed to a bad query.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    ConnectionError,
+    asyncio.TimeoutError,
+)
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, wait_seconds: float = 30.0) -> asyncpg.Pool:
+    """Connect, retrying with backoff for up to ``wait_seconds`` while the server starts."""
+    delay = 0.05
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, command_timeout=30
+            )
+            return pool
+        except CONNECTION_ERRORS as exc:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise Unavailable(f"PostgreSQL at {_redact(dsn)} unreachable: {exc}") from exc
+            log.warning("PostgreSQL not reachable yet (%s); retrying in %.2fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def apply_schema(pool: asyncpg.Pool) -> None:
+    sql = resources.files("chatkit").joinpath("schema.sql").read_text()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK_KEY)
+        await conn.execute(sql)
+
+
+def dialog_table_ddl(key: DialogKey) -> str:
+    # The name comes only from DialogKey's two integers, and is quoted.
+    return (
+        f"CREATE TABLE IF NOT EXISTS {key.table} ("
+        " seq bigint PRIMARY KEY,"
+        " id uuid NOT NULL UNIQUE,"
+        " sent_at timestamptz NOT NULL,"
+        " sender_id integer NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+        " text text NOT NULL)"
+    )
+
+
+async def lock_dialog(conn: asyncpg.Connection, key: DialogKey) -> None:
+    """Serialise work on one dialog until the transaction ends (the two-int lock space,
+    apart from the schema lock's)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", key.lo, key.hi)
+
+
+def _redact(dsn: str) -> str:
+    # Never log a password that may sit in the URL.
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or "@" not in rest:
+        return dsn
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

@@ -1,0 +1,46 @@
+"""What travels between the services over Redis (the broker schemas).
+
+A client frame goes to a service as a :class:`Request` on a request stream; the service
+answers the one connection with a :class:`ConnReply` on its gateway's channel, and tells
+every connection of a user with a :class:`UserEvent` on that user's channel. Server frames
+travel pre-encoded (``msgspec.Raw``) so a gateway forwards them without re-encoding.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from chatkit.wire import ClientFrame, UserRef
+
+# Field name of the one field in every stream entry.
+ENTRY_FIELD = b"e"
+
+
+class Request(msgspec.Struct, kw_only=True):
+    gateway: str
+    # Connection id, unique across all gateways.
+    conn: str
+    # Whom the connection belongs to; None before login.
+    user: UserRef | None = None
+    frame: ClientFrame
+
+
+class ConnReply(msgspec.Struct, kw_only=True, omit_defaults=True):
+    conn: str
+    frame: msgspec.Raw
+    # Set on a successful login or auth: the connection now belongs to this user.
+    login: UserRef | None = None
+    # Set on a rename: the connection's user is now called this.
+    identity: UserRef | None = None
+
+
+class UserEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    frame: msgspec.Raw
+    # The connection that already got this as a direct reply, and must not get it twice.
+    skip_conn: str | None = None
+    # Set when the user was renamed: gateways update every connection of the user.
+    identity: UserRef | None = None
+
+
+# The messages stream carries each accepted message as its wire form (chatkit.wire.Message)
+# under ENTRY_FIELD, so the storage worker and `sync` read the same bytes clients get.

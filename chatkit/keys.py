@@ -1,0 +1,55 @@
+"""Every Redis key, channel and stream name, in one place.
+
+Streams (work that must be done once, by one replica, and not lost):
+    chat:requests:auth     client requests for auth_service        group "auth_service"
+    chat:requests:chat     client requests for chat_service        group "chat_service"
+    chat:messages          accepted messages, for storage          group "storage_worker"
+    chat:dead              entries that kept failing, with the reason
+
+Pub/sub channels (fan-out, at most once; `sync` closes gaps):
+    chat:gateway:{gateway_id}   replies to requests that came through one gateway
+    chat:user:{user_id}         events for every connection of one user, on any gateway
+
+Keys:
+    chat:dialog:{dialog_id}:seq        last seq given out in the dialog (INCR)
+    chat:dialog:{dialog_id}:pending    messages sent but not yet stored, scored by seq
+    chat:dialog:{dialog_id}:msgid:{sender_id}:{client_msg_id}
+                                       the message a client_msg_id produced (idempotent send)
+"""
+
+from __future__ import annotations
+
+AUTH_REQUESTS = "chat:requests:auth"
+CHAT_REQUESTS = "chat:requests:chat"
+MESSAGES = "chat:messages"
+DEAD_LETTERS = "chat:dead"
+
+AUTH_GROUP = "auth_service"
+CHAT_GROUP = "chat_service"
+STORAGE_GROUP = "storage_worker"
+
+# How long an idempotency record for a client_msg_id is kept.
+CLIENT_MSG_ID_TTL_SECONDS = 24 * 3600
+
+
+def gateway_channel(gateway_id: str) -> str:
+    return f"chat:gateway:{gateway_id}"
+
+
+def user_channel(user_id: int) -> str:
+    return f"chat:user:{user_id}"
+
+
+USER_CHANNEL_PREFIX = "chat:user:"
+
+
+def dialog_seq(dialog_id: str) -> str:
+    return f"chat:dialog:{dialog_id}:seq"
+
+
+def dialog_pending(dialog_id: str) -> str:
+    return f"chat:dialog:{dialog_id}:pending"
+
+
+def client_msg_id(dialog_id: str, sender_id: int, client_msg_id: str) -> str:
+    return f"chat:dialog:{dialog_id}:msgid:{sender_id}:{client_msg_id}"

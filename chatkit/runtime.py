@@ -1,0 +1,47 @@
+"""Running a service process: settings from the environment (here and only here), logging,
+uvloop, and a clean stop on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from chatkit.settings import Settings
+
+Serve = Callable[[Settings], Awaitable[None]]
+
+
+def configure_logging(settings: Settings, name: str) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run(name: str, serve: Serve) -> None:
+    """Build settings, then run ``serve(settings)`` until SIGINT/SIGTERM; exit 0 on a clean stop."""
+    settings = Settings.from_env()
+    configure_logging(settings, name)
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_until_signal(serve(settings)))
+
+
+async def _until_signal(main: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(main)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        logging.getLogger(__name__).info("stopped")

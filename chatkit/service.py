@@ -1,0 +1,158 @@
+"""The loop shared by the request-handling services (auth_service, chat_service): read client
+requests from a stream, hand each to a handler as a typed :class:`Request`, publish what the
+handler answers, acknowledge. A request is acknowledged only once its answer is published, so a
+replica killed mid-request leaves it pending for another replica to claim."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import msgspec
+from redis.asyncio import Redis
+
+from chatkit import keys
+from chatkit.envelopes import ConnReply, Request, UserEvent
+from chatkit.errors import RequestError, Unavailable
+from chatkit.redis_client import REDIS_DOWN
+from chatkit.settings import Settings
+from chatkit.streams import Entry, StreamConsumer, backoff_sleep, ensure_group
+from chatkit.wire import Error, Reply, UserRef
+
+log = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+_decode_request = msgspec.json.Decoder(Request).decode
+
+
+@dataclass(slots=True)
+class Outbox:
+    """What a handler answers: one direct reply, and events for users' connections."""
+
+    request: Request
+    reply_frame: Reply | None = None
+    login: UserRef | None = None
+    identity: UserRef | None = None
+    events: list[tuple[int, UserEvent]] = field(default_factory=list)
+
+    def reply(self, frame: Reply, *, login: UserRef | None = None, identity: UserRef | None = None) -> None:
+        frame.ref = self.request.frame.ref
+        self.reply_frame = frame
+        self.login = login
+        self.identity = identity
+
+    def to_user(self, user_id: int, frame: Reply, *, skip_own: bool = False,
+                identity: UserRef | None = None) -> None:
+        event = UserEvent(
+            frame=msgspec.Raw(_encode(frame)),
+            skip_conn=self.request.conn if skip_own else None,
+            identity=identity,
+        )
+        self.events.append((user_id, event))
+
+
+Handler = Callable[[Request, Outbox], Awaitable[None]]
+
+
+class RequestService:
+    def __init__(self, redis: Redis, settings: Settings, *, stream: str, group: str, handler: Handler) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.stream = stream
+        self.handler = handler
+        self.consumer = StreamConsumer(
+            redis, stream, group, settings.instance,
+            claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
+        )
+        self._slots = asyncio.Semaphore(settings.service_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Serve until cancelled; a Redis outage pauses the loop instead of ending it."""
+        attempt = 0
+        while True:
+            try:
+                await ensure_group(self.redis, self.stream, self.consumer.group)
+                await self._serve()
+            except REDIS_DOWN as exc:
+                log.warning("Redis unreachable (%s); retrying", exc)
+                await backoff_sleep(attempt)
+                attempt += 1
+
+    async def drain(self) -> None:
+        """Let requests already taken finish (on shutdown)."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+
+    async def _serve(self) -> None:
+        while True:
+            await self._slots.acquire()
+            free = 1
+            # Take as many entries as there are free slots, without waiting for more.
+            while free < 100 and not self._slots.locked():
+                await self._slots.acquire()
+                free += 1
+            try:
+                entries = await self.consumer.read(free)
+            except BaseException:
+                self._release(free)
+                raise
+            self._release(free - len(entries))
+            for entry in entries:
+                task = asyncio.create_task(self._handle(entry))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _release(self, n: int) -> None:
+        for _ in range(n):
+            self._slots.release()
+
+    async def _handle(self, entry: Entry) -> None:
+        try:
+            await self._handle_entry(entry)
+        except REDIS_DOWN as exc:
+            # The entry stays pending and is claimed again once Redis is back.
+            log.warning("could not answer %s: Redis unreachable (%s)", entry.id.decode(), exc)
+        except Exception:
+            log.exception("failed on stream entry %s", entry.id.decode())
+        finally:
+            self._slots.release()
+
+    async def _handle_entry(self, entry: Entry) -> None:
+        try:
+            request = _decode_request(entry.data)
+        except msgspec.DecodeError as exc:
+            # Only our own gateways write here: a malformed entry is a bug, park it.
+            await self.consumer.dead_letter(entry, f"undecodable request: {exc}")
+            return
+        outbox = Outbox(request)
+        try:
+            await self.handler(request, outbox)
+        except RequestError as exc:
+            outbox.reply(Error(code=exc.code, message=exc.message))
+        except Unavailable as exc:
+            outbox.reply(Error(code="unavailable", message=f"try again shortly: {exc}"))
+        except Exception:
+            if entry.deliveries < self.consumer.max_deliveries:
+                raise
+            log.exception("request %s keeps failing; answering internal", entry.id.decode())
+            outbox.reply(Error(code="internal", message="the server failed on this request"))
+        await self._publish(entry, outbox)
+
+    async def _publish(self, entry: Entry, outbox: Outbox) -> None:
+        request = outbox.request
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id, event in outbox.events:
+                pipe.publish(keys.user_channel(user_id), _encode(event))
+            if outbox.reply_frame is not None:
+                reply = ConnReply(
+                    conn=request.conn,
+                    frame=msgspec.Raw(_encode(outbox.reply_frame)),
+                    login=outbox.login,
+                    identity=outbox.identity,
+                )
+                pipe.publish(keys.gateway_channel(request.gateway), _encode(reply))
+            pipe.xack(self.stream, self.consumer.group, entry.id)
+            await pipe.execute()

@@ -1,0 +1,92 @@
+"""One typed settings object, built once from the environment in each service's ``main``
+and passed down. Nothing else in the code reads ``os.environ``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+PREFIX = "CHAT_"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds something that is not a valid setting."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    # Where the shared servers are. The launcher fills these in when it starts embedded ones.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    # Gateway listening address.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Launcher only: how many gateways to start, on consecutive ports from `port`.
+    gateways: int = 1
+    # Launcher only: where embedded servers keep their data between runs.
+    data_dir: Path = Path(".chat")
+    # HMAC secret for login tokens; every auth_service replica needs the same one.
+    secret: str = ""
+    token_ttl_seconds: int = 24 * 3600
+    max_text_length: int = 4096
+    history_default_limit: int = 50
+    history_max_limit: int = 100
+    # Name of this process among the consumers of a stream group; must be unique per replica.
+    instance: str = dataclasses.field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # How many stream entries a service handles at once.
+    service_concurrency: int = 64
+    # A pending stream entry idle this long is taken over by another replica (XAUTOCLAIM).
+    claim_idle_ms: int = 15_000
+    # After this many failed deliveries a stream entry goes to the dead-letter stream.
+    max_deliveries: int = 5
+    # Storage worker: most entries written in one batch.
+    storage_batch_size: int = 500
+    # Gateway: frames queued for one slow client before it is disconnected.
+    send_queue_limit: int = 1024
+    # Gateway: how long a client waits for a service reply before it gets a `timeout` error.
+    request_timeout_seconds: float = 10.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``CHAT_*`` variables; unset ones keep their defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            name = PREFIX + field.name.upper()
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _convert(name, field.type, raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """The ``CHAT_*`` variables that rebuild these settings in a child process."""
+        return {
+            PREFIX + field.name.upper(): str(getattr(self, field.name)) for field in dataclasses.fields(self)
+        }
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def _convert(name: str, type_name: object, raw: str) -> object:
+    # With `from __future__ import annotations` the field types arrive as strings.
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected {kind}, got {raw!r}") from None
+    return raw

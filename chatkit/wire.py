@@ -1,0 +1,181 @@
+"""The client wire protocol, v1 (docs/PROTOCOL.md): every frame a client may send and every
+frame the server sends, as msgspec structs. Text frames, one JSON object each, told apart by
+their string ``type``. Fields may be added in later versions; none is renamed.
+
+Validation happens once, at the gateway, when a frame is decoded into :data:`ClientFrame`;
+handlers only ever see these typed objects.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+Ref = Annotated[str, msgspec.Meta(max_length=64)]
+Username = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+Email = Annotated[str, msgspec.Meta(max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
+# The token and dialog id are checked for meaning by the service; here only for size.
+Token = Annotated[str, msgspec.Meta(max_length=2048)]
+DialogId = Annotated[str, msgspec.Meta(max_length=64)]
+ClientMsgId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Seq = Annotated[int, msgspec.Meta(ge=0)]
+# Text length is checked after trimming, against a configurable bound, by chat_service;
+# this bound only stops absurd frames early.
+Text = Annotated[str, msgspec.Meta(max_length=65536)]
+Limit = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Frame(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
+    """Base of every client frame: a request may carry ``ref``, echoed in the direct reply."""
+
+    ref: Ref | None = None
+
+
+# --- client → server -------------------------------------------------------------------
+
+
+class Register(Frame, tag="register"):
+    username: Username
+    email: Email
+    password: Password
+
+
+class Login(Frame, tag="login"):
+    username: Annotated[str, msgspec.Meta(max_length=255)]
+    password: Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class Auth(Frame, tag="auth"):
+    token: Token
+
+
+class Rename(Frame, tag="rename"):
+    username: Username
+
+
+class OpenDialog(Frame, tag="open_dialog"):
+    username: Annotated[str, msgspec.Meta(max_length=255)]
+
+
+class ListDialogs(Frame, tag="dialogs"):
+    pass
+
+
+class Send(Frame, tag="send"):
+    dialog_id: DialogId
+    text: Text
+    client_msg_id: ClientMsgId
+
+
+class History(Frame, tag="history"):
+    dialog_id: DialogId
+    before_seq: Seq | None = None
+    limit: Limit | None = None
+
+
+class Sync(Frame, tag="sync"):
+    dialogs: dict[DialogId, Seq] | None = None
+
+
+ClientFrame = Register | Login | Auth | Rename | OpenDialog | ListDialogs | Send | History | Sync
+
+CLIENT_FRAME_TYPES: tuple[str, ...] = (
+    "register", "login", "auth", "rename", "open_dialog", "dialogs", "send", "history", "sync",
+)
+# Frames accepted before the connection belongs to a user.
+ANONYMOUS_FRAME_TYPES = frozenset({"register", "login", "auth"})
+# Frames handled by auth_service; every other one goes to chat_service.
+AUTH_FRAME_TYPES = frozenset({"register", "login", "auth", "rename"})
+
+# --- server → client -------------------------------------------------------------------
+
+
+class UserRef(msgspec.Struct):
+    id: int
+    username: str
+
+
+class UserInfo(msgspec.Struct):
+    id: int
+    username: str
+    email: str
+
+
+class Message(msgspec.Struct):
+    id: str
+    dialog_id: str
+    seq: int
+    sender: UserRef
+    text: str
+    sent_at: str
+
+
+class DialogInfo(msgspec.Struct, omit_defaults=True):
+    id: str
+    peer: UserRef
+    created: bool | None = None
+
+
+class Reply(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
+    """Base of every server frame; ``ref`` is set on direct replies to a request that had one."""
+
+    ref: str | None = None
+
+
+class Registered(Reply, tag="registered"):
+    user: UserInfo
+
+
+class LoggedIn(Reply, tag="logged_in"):
+    token: str
+    user: UserRef
+
+
+class Renamed(Reply, tag="renamed"):
+    user: UserRef
+
+
+class DialogReply(Reply, tag="dialog"):
+    dialog: DialogInfo
+
+
+class DialogsReply(Reply, tag="dialogs"):
+    dialogs: list[DialogInfo]
+
+
+class Sent(Reply, tag="sent"):
+    client_msg_id: str
+    message: Message
+
+
+class HistoryReply(Reply, tag="history"):
+    dialog_id: str
+    messages: list[Message]
+
+
+class Synced(Reply, tag="synced"):
+    # dialog id -> the last seq the client now has.
+    dialogs: dict[str, int]
+
+
+class MessageEvent(Reply, tag="message"):
+    message: Message
+
+
+class Resync(Reply, tag="resync"):
+    """Sent by a gateway that may have missed live events: the client should `sync`."""
+
+    reason: str
+
+
+class Error(Reply, tag="error"):
+    code: str
+    message: str
+
+
+ServerFrame = (
+    Registered | LoggedIn | Renamed | DialogReply | DialogsReply | Sent | HistoryReply | Synced
+    | MessageEvent | Resync | Error
+)

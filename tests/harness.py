@@ -1,0 +1,103 @@
+"""The stack under test, in this process: every service as an asyncio task, the gateways as
+uvicorn servers on free ports, all on real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from chat_client import ChatClient
+from chatkit.settings import Settings
+from devstack.embedded import free_port
+
+ServeFn = Callable[[Settings], Awaitable[None]]
+
+_instances = itertools.count(1)
+
+
+def instance_settings(settings: Settings, name: str) -> Settings:
+    # Replicas in one process still need their own consumer names.
+    return settings.with_overrides(instance=f"{name}-{next(_instances)}")
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    servers: dict[str, uvicorn.Server] = field(default_factory=dict)
+    gateway_urls: list[str] = field(default_factory=list)
+    clients: list[ChatClient] = field(default_factory=list)
+
+    def start_service(self, name: str, serve: ServeFn) -> None:
+        task = asyncio.create_task(serve(instance_settings(self.settings, name)), name=name)
+        self.tasks[name] = task
+
+    async def stop_service(self, name: str) -> None:
+        task = self.tasks.pop(name)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def start_gateway(self, name: str) -> str:
+        from gateway.app import create_app
+
+        port = free_port()
+        settings = instance_settings(self.settings, name).with_overrides(port=port)
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+            ws="websockets-sansio",
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(), name=name)
+        for _ in range(500):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        if not server.started:
+            if task.done():
+                task.result()
+            raise RuntimeError(f"gateway {name} did not start")
+        self.servers[name] = server
+        self.tasks[name] = task
+        url = f"ws://127.0.0.1:{port}/ws"
+        self.gateway_urls.append(url)
+        return url
+
+    async def stop_gateway(self, name: str) -> None:
+        self.servers.pop(name).should_exit = True
+        task = self.tasks.pop(name)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+
+    async def client(self, gateway: int = 0) -> ChatClient:
+        client = await ChatClient.connect(self.gateway_urls[gateway])
+        self.clients.append(client)
+        return client
+
+    async def stop(self) -> None:
+        for client in self.clients:
+            await client.close()
+        for name in list(self.servers):
+            await self.stop_gateway(name)
+        for name in list(self.tasks):
+            await self.stop_service(name)
+
+
+async def start_stack(settings: Settings, *, gateways: int = 2, chat_replicas: int = 1) -> Stack:
+    from auth_service.service import serve as serve_auth
+    from chat_service.service import serve as serve_chat
+    from storage_worker.service import serve as serve_storage
+
+    stack = Stack(settings)
+    stack.start_service("auth_service", serve_auth)
+    for n in range(chat_replicas):
+        stack.start_service(f"chat_service-{n + 1}", serve_chat)
+    stack.start_service("storage_worker", serve_storage)
+    for n in range(gateways):
+        await stack.start_gateway(f"gateway-{n + 1}")
+    return stack
