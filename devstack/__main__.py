@@ -1,0 +1,4 @@
+from devstack.launcher import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""``python -m devstack``: the whole backend on one machine, for ``make run``.
+
+Starts embedded Valkey and PostgreSQL unless CHAT_REDIS_URL / CHAT_DATABASE_URL point elsewhere,
+then one process of each service and CHAT_GATEWAYS gateways, with their output prefixed by
+name. Ctrl-C stops everything; so does any child exiting on its own (exit code 1 then), because
+a half-running backend is worse for development than none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.client
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+from typing import IO, TextIO
+
+from chatkit.settings import Settings, SettingsError, env_name
+from devstack.embedded import EmbeddedServer, free_port, port_is_free, start_postgres, start_valkey
+
+# Every package the launcher runs as `python -m <package>`; docker-compose.yml must run the same.
+WORKERS: tuple[str, ...] = ("auth_service", "chat_service", "storage_worker")
+GATEWAY = "gateway"
+SERVICE_PACKAGES: tuple[str, ...] = (*WORKERS, GATEWAY)
+
+HEALTH_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+# Preferred ports for the embedded servers, so a local client can find them again between runs.
+VALKEY_PORT = 6390
+POSTGRES_PORT = 5440
+_POLL_INTERVAL = 0.1
+
+
+class _Finished(Exception):
+    """Ends supervision with an exit code: a stop was requested, or something went wrong."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclasses.dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    reader: threading.Thread
+
+
+class Output:
+    """Serialises lines from several reader threads onto one stream."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            self._stream.write(text + "\n")
+            self._stream.flush()
+
+    def say(self, text: str) -> None:
+        self.line(f"launcher: {text}")
+
+    def copy(self, name: str, pipe: IO[bytes]) -> None:
+        for raw in iter(pipe.readline, b""):
+            self.line(f"{name} | {raw.decode(errors='replace').rstrip()}")
+        pipe.close()
+
+
+class Launcher:
+    def __init__(self, environ: Mapping[str, str], stream: TextIO) -> None:
+        self._environ = dict(environ)
+        self._out = Output(stream)
+        self._stop_requested = threading.Event()
+        self._servers: list[EmbeddedServer] = []
+        self._children: list[Child] = []
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stop_requested.set()
+
+    def run(self) -> int:
+        """Run until a signal or a child's exit; returns the process exit code."""
+        try:
+            self._run()
+        except _Finished as finished:
+            return finished.code
+        except (SettingsError, RuntimeError, OSError) as exc:
+            self._out.say(f"startup failed: {exc}")
+            return 1
+        finally:
+            self.shutdown()
+        return 0
+
+    def _run(self) -> None:
+        settings = Settings.from_env(self._environ)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings = self._with_secret(settings)
+        settings = self._with_embedded_servers(settings)
+        self._start_children(settings)
+        for port in gateway_ports(settings):
+            self._wait_healthy(f"http://{client_host(settings.host)}:{port}/healthz")
+        for port in gateway_ports(settings):
+            self._out.line(f"chat backend ready: ws://{client_host(settings.host)}:{port}/ws")
+        while True:
+            self._check()
+            time.sleep(_POLL_INTERVAL)
+
+    def _check(self) -> None:
+        if self._stop_requested.is_set():
+            raise _Finished(0)
+        for child in self._children:
+            code = child.process.poll()
+            if code is not None:
+                self._out.say(f"{child.name} exited with code {describe_exit(code)}; stopping everything")
+                raise _Finished(1)
+
+    # --- preparation ----------------------------------------------------------------------
+
+    def _with_secret(self, settings: Settings) -> Settings:
+        if self._environ.get(env_name("secret")):
+            return settings
+        return settings.with_overrides(secret=load_or_create_secret(settings.data_dir / "secret"))
+
+    def _with_embedded_servers(self, settings: Settings) -> Settings:
+        logs = settings.data_dir / "logs"
+        if not self._environ.get(env_name("redis_url")):
+            valkey = start_valkey(
+                settings.data_dir / "valkey", preferred_port(VALKEY_PORT), log_file=logs / "valkey.log"
+            )
+            self._started(valkey, logs)
+            settings = settings.with_overrides(redis_url=valkey.url)
+        self._check()
+        if not self._environ.get(env_name("database_url")):
+            postgres = start_postgres(
+                settings.data_dir / "postgres", preferred_port(POSTGRES_PORT), log_file=logs / "postgres.log"
+            )
+            self._started(postgres, logs)
+            settings = settings.with_overrides(database_url=postgres.url)
+        self._check()
+        return settings
+
+    def _started(self, server: EmbeddedServer, logs: Path) -> None:
+        self._servers.append(server)
+        self._out.say(f"embedded {server.name} at {server.url} (log {logs / (server.name + '.log')})")
+
+    # --- children -------------------------------------------------------------------------
+
+    def _start_children(self, settings: Settings) -> None:
+        base = {**self._environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+        for package in WORKERS:
+            self._spawn(package, package, base)
+        for index, port in enumerate(gateway_ports(settings), start=1):
+            self._spawn(f"{GATEWAY}-{index}", GATEWAY, {**base, env_name("port"): str(port)})
+
+    def _spawn(self, name: str, package: str, env: dict[str, str]) -> None:
+        env = {**env, env_name("instance"): f"{socket.gethostname()}-{os.getpid()}-{name}"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", package],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Own process group: stopping a service also stops whatever it forked, and a
+            # terminal Ctrl-C reaches only the launcher, which stops children in order.
+            start_new_session=True,
+        )
+        assert process.stdout is not None
+        reader = threading.Thread(
+            target=self._out.copy, args=(name, process.stdout), name=f"output-{name}", daemon=True
+        )
+        reader.start()
+        self._children.append(Child(name, process, reader))
+
+    def _wait_healthy(self, url: str) -> None:
+        deadline = time.monotonic() + HEALTH_TIMEOUT
+        while time.monotonic() < deadline:
+            self._check()
+            if healthz_ok(url):
+                return
+            time.sleep(_POLL_INTERVAL)
+        self._out.say(f"{url} was expected to answer 200 within {HEALTH_TIMEOUT:g} s, but did not")
+        raise _Finished(1)
+
+    # --- shutdown -------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop children first (they use the servers), then the embedded servers."""
+        stop_process_groups([child.process for child in self._children], STOP_TIMEOUT)
+        for child in self._children:
+            child.reader.join(timeout=2)
+        self._children.clear()
+        for server in reversed(self._servers):
+            server.stop()
+        self._servers.clear()
+
+
+def stop_process_groups(processes: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM each process group, give them ``timeout`` seconds together, then SIGKILL."""
+    for process in processes:
+        if process.poll() is None:
+            _signal_group(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        # Also sweeps up anything a child forked into its group and left behind.
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def gateway_ports(settings: Settings) -> list[int]:
+    return [settings.port + offset for offset in range(settings.gateways)]
+
+
+def client_host(host: str) -> str:
+    """Where to connect to reach a server bound to ``host``."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def preferred_port(port: int) -> int:
+    return port if port_is_free(port) else free_port()
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"{code} (killed by {signal.Signals(-code).name})"
+    return str(code)
+
+
+def load_or_create_secret(path: Path) -> str:
+    """The token-signing secret kept in ``path``, so tokens stay valid across restarts."""
+    if path.exists():
+        secret = path.read_text().strip()
+        if secret:
+            return secret
+        path.unlink()
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def healthz_ok(url: str) -> bool:
+    try:
+        with _NO_PROXY.open(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError as error:
+        error.close()
+        return False
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def main() -> None:
+    launcher = Launcher(os.environ, sys.stdout)
+    signal.signal(signal.SIGINT, launcher.request_stop)
+    signal.signal(signal.SIGTERM, launcher.request_stop)
+    sys.exit(launcher.run())
