@@ -43,7 +43,7 @@ def _running(pids: list[int]) -> list[int]:
 
 
 @pytest.fixture
-def servers() -> Iterator[list[EmbeddedServer]]:
+def started() -> Iterator[list[EmbeddedServer]]:
     """Started servers register here so a failing test still stops them."""
     started: list[EmbeddedServer] = []
     yield started
@@ -57,9 +57,9 @@ def test_free_port_is_bindable() -> None:
         sock.bind(("127.0.0.1", port))
 
 
-def test_valkey_answers_and_stop_leaves_no_process(tmp_path: Path, servers: list[EmbeddedServer]) -> None:
+def test_valkey_answers_and_stop_leaves_no_process(tmp_path: Path, started: list[EmbeddedServer]) -> None:
     valkey = start_valkey(tmp_path / "valkey", log_file=tmp_path / "valkey.log")
-    servers.append(valkey)
+    started.append(valkey)
     assert valkey.url == f"redis://127.0.0.1:{valkey.port}/0"
     with redis.Redis.from_url(valkey.url) as client:
         assert client.ping() is True
@@ -73,22 +73,22 @@ def test_valkey_answers_and_stop_leaves_no_process(tmp_path: Path, servers: list
     assert (tmp_path / "valkey.log").read_text(), "expected valkey's output in its log file"
 
 
-def test_valkey_appendonly_keeps_key_across_restart(tmp_path: Path, servers: list[EmbeddedServer]) -> None:
+def test_valkey_appendonly_keeps_key_across_restart(tmp_path: Path, started: list[EmbeddedServer]) -> None:
     first = start_valkey(tmp_path / "valkey")
-    servers.append(first)
+    started.append(first)
     with redis.Redis.from_url(first.url) as client:
         client.set("chat:test", "kept")
     first.stop()
 
     second = start_valkey(tmp_path / "valkey", first.port)
-    servers.append(second)
+    started.append(second)
     with redis.Redis.from_url(second.url) as client:
         assert client.get("chat:test") == b"kept"
 
 
-def test_valkey_kill(tmp_path: Path, servers: list[EmbeddedServer]) -> None:
+def test_valkey_kill(tmp_path: Path, started: list[EmbeddedServer]) -> None:
     valkey = start_valkey(tmp_path / "valkey", appendonly=False)
-    servers.append(valkey)
+    started.append(valkey)
     pids = _process_tree(valkey)
 
     valkey.kill()
@@ -108,10 +108,10 @@ def test_valkey_on_busy_port_raises_with_log_tail(tmp_path: Path) -> None:
     assert str(tmp_path / "valkey.log") in str(raised.value)
 
 
-def test_postgres_query_restart_keeps_data(tmp_path: Path, servers: list[EmbeddedServer]) -> None:
+def test_postgres_query_restart_keeps_data(tmp_path: Path, started: list[EmbeddedServer]) -> None:
     data = tmp_path / "postgres"
     first = start_postgres(data, log_file=tmp_path / "postgres.log")
-    servers.append(first)
+    started.append(first)
     assert first.url == f"postgresql://postgres@127.0.0.1:{first.port}/postgres"
     assert _psql(first, "select 1") == "1"
     _psql(first, "create table kept (v text); insert into kept values ('before restart')")
@@ -122,14 +122,14 @@ def test_postgres_query_restart_keeps_data(tmp_path: Path, servers: list[Embedde
 
     assert _running(pids) == []
     second = start_postgres(data, first.port, log_file=tmp_path / "postgres.log")
-    servers.append(second)
+    started.append(second)
     assert _psql(second, "select v from kept") == "before restart"
 
 
-def test_postgres_kill_then_restart_recovers(tmp_path: Path, servers: list[EmbeddedServer]) -> None:
+def test_postgres_kill_then_restart_recovers(tmp_path: Path, started: list[EmbeddedServer]) -> None:
     data = tmp_path / "postgres"
     first = start_postgres(data, log_file=tmp_path / "postgres.log")
-    servers.append(first)
+    started.append(first)
     _psql(first, "create table kept (v int); insert into kept values (42)")
     pids = _process_tree(first)
     assert len(pids) > 1, "expected the postmaster to have forked its background processes"
@@ -139,12 +139,12 @@ def test_postgres_kill_then_restart_recovers(tmp_path: Path, servers: list[Embed
     assert _running(pids) == []
     assert (data / "postmaster.pid").exists(), "a crash is expected to leave the pid file behind"
     second = start_postgres(data, first.port, log_file=tmp_path / "postgres.log")
-    servers.append(second)
+    started.append(second)
     assert _psql(second, "select v from kept") == "42"
 
 
-def test_postgres_not_durable_settings(tmp_path: Path, servers: list[EmbeddedServer]) -> None:
+def test_postgres_not_durable_settings(tmp_path: Path, started: list[EmbeddedServer]) -> None:
     postgres = start_postgres(tmp_path / "postgres", durable=False)
-    servers.append(postgres)
+    started.append(postgres)
     assert _psql(postgres, "show fsync") == "off"
     assert _psql(postgres, "show max_connections") == "300"
