@@ -4,6 +4,7 @@ replies; everything else (live messages, resync hints) arrives on :meth:`ChatCli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from typing import Any
@@ -45,10 +46,8 @@ class ChatClient:
     async def close(self) -> None:
         await self.ws.close()
         self._reader.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._reader
-        except (asyncio.CancelledError, Exception):
-            pass
 
     async def __aenter__(self) -> ChatClient:
         return self

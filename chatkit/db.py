@@ -65,7 +65,7 @@ def dialog_table_ddl(key: DialogKey) -> str:
     )
 
 
-async def lock_dialog(conn: asyncpg.Connection, key: DialogKey) -> None:
+async def lock_dialog(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, key: DialogKey) -> None:
     """Serialise work on one dialog until the transaction ends (the two-int lock space,
     apart from the schema lock's)."""
     await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", key.lo, key.hi)

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -74,7 +75,9 @@ class StreamConsumer:
             # The stream or group vanished (Redis lost its data): recreate, read again.
             await ensure_group(self.redis, self.stream, self.group)
             return []
-        return [_entry(entry_id, fields) for _, items in reply or [] for entry_id, fields in items]
+        # RESP2 shape: [[stream, [[id, {field: value}], ...]], ...]
+        streams = cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], reply or [])
+        return [_entry(entry_id, fields) for _, items in streams for entry_id, fields in items]
 
     async def ack(self, *ids: bytes) -> None:
         if ids:

@@ -1,0 +1,38 @@
+-- Accept one message into a dialog, atomically: a crash can neither skip nor repeat a seq, and
+-- a retried send (same client_msg_id) returns the first result instead of a second message.
+--
+-- KEYS: 1 seq counter, 2 idempotency record, 3 pending (sent, not yet stored) zset,
+--       4 messages stream, 5 and 6 the two users' channels
+-- ARGV: 1 message JSON before the seq, 2 message JSON after the seq,
+--       3 event JSON before the message, 4 event JSON after the message,
+--       5 idempotency TTL seconds, 6 seq floor ('' when unknown), 7 stream entry field
+-- Returns {1, message} for a new message, {0, message} for a repeat, {-1, ''} when the
+-- dialog has no counter here and the caller must look up the floor and call again.
+local previous = redis.call('GET', KEYS[2])
+if previous then
+  return {0, previous}
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[6] == '' then
+    return {-1, ''}
+  end
+  -- Never hand out a seq that a message still waiting for storage already has.
+  local floor = tonumber(ARGV[6])
+  local top = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+  if top[2] and tonumber(top[2]) > floor then
+    floor = tonumber(top[2])
+  end
+  redis.call('SET', KEYS[1], floor, 'NX')
+end
+local seq = redis.call('INCR', KEYS[1])
+local message = ARGV[1] .. seq .. ARGV[2]
+redis.call('SET', KEYS[2], message, 'EX', tonumber(ARGV[5]))
+redis.call('ZADD', KEYS[3], seq, message)
+redis.call('XADD', KEYS[4], '*', ARGV[7], message)
+-- Published from inside the script, so every subscriber sees a dialog's messages in seq order.
+local event = ARGV[3] .. message .. ARGV[4]
+redis.call('PUBLISH', KEYS[5], event)
+if KEYS[6] ~= KEYS[5] then
+  redis.call('PUBLISH', KEYS[6], event)
+end
+return {1, message}

@@ -1,0 +1,34 @@
+"""chat_service: dialogs, sending (ordered per dialog) and history, on the chat request stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from chat_service.handlers import ChatHandlers
+from chat_service.history import HistoryReader
+from chat_service.sequencer import Sequencer
+from chatkit import keys
+from chatkit.db import apply_schema, create_pool
+from chatkit.redis_client import connect
+from chatkit.service import RequestService
+from chatkit.settings import Settings
+
+
+async def serve(settings: Settings) -> None:
+    redis = connect(settings.redis_url)
+    pool = await create_pool(settings.database_url)
+    try:
+        await apply_schema(pool)
+        handlers = ChatHandlers(settings, pool, Sequencer(redis), HistoryReader(redis, pool))
+        service = RequestService(
+            redis, settings, stream=keys.CHAT_REQUESTS, group=keys.CHAT_GROUP, handler=handlers.handle
+        )
+        try:
+            await service.run()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(service.drain())
+    finally:
+        await pool.close()
+        await redis.aclose()
