@@ -1,0 +1,84 @@
+"""What auth_service does with each client frame: register, login, auth, rename."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from auth_service import users
+from auth_service.passwords import Passwords
+from auth_service.tokens import BadToken, Tokens
+from chatkit import wire
+from chatkit.envelopes import Request
+from chatkit.errors import RequestError
+from chatkit.service import Outbox
+
+
+class AuthHandler:
+    """Holds what the handlers share; :meth:`handle` is the ``chatkit.service.Handler``."""
+
+    def __init__(self, pool: asyncpg.Pool, passwords: Passwords, tokens: Tokens) -> None:
+        self.pool = pool
+        self.passwords = passwords
+        self.tokens = tokens
+
+    async def handle(self, request: Request, outbox: Outbox) -> None:
+        frame = request.frame
+        if isinstance(frame, wire.Register):
+            await self.register(frame, outbox)
+        elif isinstance(frame, wire.Login):
+            await self.login(frame, outbox)
+        elif isinstance(frame, wire.Auth):
+            await self.auth(frame, outbox)
+        elif isinstance(frame, wire.Rename):
+            await self.rename(request.user, frame, outbox)
+        else:
+            # The gateway routes only AUTH_FRAME_TYPES here.
+            raise RequestError("unknown_type", f"auth_service does not handle {type(frame).__name__}")
+
+    async def register(self, frame: wire.Register, outbox: Outbox) -> None:
+        # Registering does not log in: the client logs in next, like any other time.
+        password_hash = await self.passwords.hash(frame.password)
+        user = await users.create(self.pool, frame.username, frame.email, password_hash)
+        outbox.reply(wire.Registered(user=user.info))
+
+    async def login(self, frame: wire.Login, outbox: Outbox) -> None:
+        user = await users.by_username(self.pool, frame.username)
+        if user is None:
+            await self.passwords.verify_dummy(frame.password)
+            raise _bad_credentials()
+        if not await self.passwords.verify(user.password_hash, frame.password):
+            raise _bad_credentials()
+        if self.passwords.needs_rehash(user.password_hash):
+            # The only moment the plain password is at hand to move to today's parameters.
+            new_hash = await self.passwords.hash(frame.password)
+            await users.set_password_hash(self.pool, user.id, new_hash)
+        self._logged_in(user.ref, outbox)
+
+    async def auth(self, frame: wire.Auth, outbox: Outbox) -> None:
+        try:
+            user_id = self.tokens.user_id(frame.token)
+        except BadToken:
+            raise RequestError("bad_token", "the token is invalid or expired; log in again") from None
+        user = await users.by_id(self.pool, user_id)
+        if user is None:
+            raise RequestError("bad_token", "the token's user no longer exists")
+        self._logged_in(user.ref, outbox)
+
+    async def rename(self, who: wire.UserRef | None, frame: wire.Rename, outbox: Outbox) -> None:
+        if who is None:
+            raise RequestError("unauthenticated", "log in first")
+        user = await users.rename(self.pool, who.id, frame.username)
+        if user is None:
+            raise RequestError("no_such_user", "your account no longer exists")
+        outbox.reply(wire.Renamed(user=user.ref), identity=user.ref)
+        # The user's other connections learn the new name too (and their gateways rebind).
+        outbox.to_user(user.id, wire.Renamed(user=user.ref), skip_own=True, identity=user.ref)
+
+    def _logged_in(self, user: wire.UserRef, outbox: Outbox) -> None:
+        # A fresh token on every login and auth, so an active client never runs out.
+        outbox.reply(wire.LoggedIn(token=self.tokens.issue(user.id), user=user), login=user)
+
+
+def _bad_credentials() -> RequestError:
+    # One answer for an unknown name and a wrong password: which one is not for the client.
+    return RequestError("bad_credentials", "wrong username or password")
