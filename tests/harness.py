@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 
@@ -15,7 +16,7 @@ from chat_client import ChatClient
 from chatkit.settings import Settings
 from devstack.embedded import free_port
 
-ServeFn = Callable[[Settings], Awaitable[None]]
+ServeFn = Callable[[Settings], Coroutine[Any, Any, None]]
 
 _instances = itertools.count(1)
 
@@ -44,15 +45,12 @@ class Stack:
             await task
 
     async def start_gateway(self, name: str) -> str:
-        from gateway.app import create_app
+        from gateway.server import uvicorn_config
 
         port = free_port()
-        settings = instance_settings(self.settings, name).with_overrides(port=port)
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-            ws="websockets-sansio",
-        )
-        server = uvicorn.Server(config)
+        settings = instance_settings(self.settings, name).with_overrides(port=port, log_level="warning")
+        # The test's own event loop runs the server, so leave the loop choice to it.
+        server = uvicorn.Server(uvicorn_config(settings, loop="none"))
         task = asyncio.create_task(server.serve(), name=name)
         for _ in range(500):
             if server.started or task.done():

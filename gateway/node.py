@@ -1,0 +1,101 @@
+"""One gateway: its connections, its subscription, and forwarding client frames to the
+services' request streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+import msgspec
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from chatkit import keys
+from chatkit.envelopes import ENTRY_FIELD, Request
+from chatkit.redis_client import REDIS_DOWN, connect
+from chatkit.settings import Settings
+from gateway.broker_redis import RedisBroker
+from gateway.connections import CLOSE_GOING_AWAY, Connection, Registry
+from gateway.protocol import Forward, error_frame, route
+from gateway.relay import Relay
+
+log = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+
+# Requests nobody consumed (all replicas of a service down for long) are dropped past this;
+# their clients have timed out long before.
+REQUEST_STREAM_MAXLEN = 100_000
+
+
+class GatewayNode:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.id = uuid.uuid4().hex[:12]
+        self.channel = keys.gateway_channel(self.id)
+        self.redis = connect(settings.redis_url)
+        self.broker = RedisBroker(settings.redis_url)
+        self.registry = Registry(self.id, self._subscribe_user, self._unsubscribe_user)
+        self.relay = Relay(self.broker, self.registry, self.channel)
+        self._relay_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.broker.subscribe(self.channel)
+        await self.broker.connect()
+        self._relay_task = asyncio.create_task(self.relay.run(), name="relay")
+        log.info("gateway %s up", self.id)
+
+    async def stop(self) -> None:
+        for conn in list(self.registry.connections.values()):
+            conn.close(CLOSE_GOING_AWAY, "gateway shutting down")
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay_task
+        await self.broker.disconnect()
+        await self.redis.aclose()
+
+    async def redis_ok(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), 2))
+        except REDIS_DOWN:  # OSError covers TimeoutError too
+            return False
+
+    async def serve_socket(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        conn = self.registry.add(websocket, self.settings.send_queue_limit)
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                if text is None:
+                    conn.push(error_frame("bad_frame", "expected a text frame, got a binary one"))
+                    continue
+                await self._on_frame(conn, text)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await self.registry.remove(conn)
+
+    async def _on_frame(self, conn: Connection, text: str) -> None:
+        action = route(text, conn.user)
+        if not isinstance(action, Forward):
+            conn.push(action.frame)
+            return
+        request = Request(gateway=self.id, conn=conn.id, user=conn.user, frame=action.frame)
+        try:
+            await self.redis.xadd(
+                action.stream, {ENTRY_FIELD: _encode(request)}, maxlen=REQUEST_STREAM_MAXLEN, approximate=True
+            )
+        except REDIS_DOWN:
+            conn.push(error_frame("unavailable", "the service is unreachable; try again shortly",
+                                  ref=action.frame.ref))
+
+    async def _subscribe_user(self, user_id: int) -> None:
+        await self.broker.subscribe(keys.user_channel(user_id))
+
+    async def _unsubscribe_user(self, user_id: int) -> None:
+        await self.broker.unsubscribe(keys.user_channel(user_id))

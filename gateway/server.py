@@ -1,0 +1,33 @@
+"""uvicorn configuration for a gateway, shared by `python -m gateway` and the tests."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from chatkit.settings import Settings
+from gateway.app import create_app
+
+# Client frames are small; a 64 KiB cap keeps one hostile frame from costing megabytes.
+MAX_FRAME_BYTES = 64 * 1024
+
+
+def uvicorn_config(settings: Settings, **overrides: object) -> uvicorn.Config:
+    options: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        "ws": "websockets-sansio",
+        "ws_max_size": MAX_FRAME_BYTES,
+        # Per-message deflate costs ~40 KB per connection and CPU per frame; chat frames are
+        # small JSON, so it is off (docs/PERFORMANCE.md).
+        "ws_per_message_deflate": False,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        "lifespan": "on",
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": 5,
+    }
+    options.update(overrides)
+    return uvicorn.Config(create_app(settings), **options)  # type: ignore[arg-type]
