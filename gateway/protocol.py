@@ -66,11 +66,12 @@ def route(data: str | bytes, user: UserRef | None) -> Forward | Reject:
 def parse(data: str | bytes) -> ClientFrame:
     """Decode and validate one frame, or raise RequestError naming what was wrong."""
     try:
-        return _decode_frame(data)
+        frame: ClientFrame = _decode_frame(data)
     except msgspec.ValidationError as exc:
         raise _explain(data, str(exc)) from None
     except msgspec.DecodeError as exc:
         raise RequestError("bad_frame", f"expected one JSON object, got invalid JSON ({exc})") from None
+    return frame
 
 
 def frame_type(frame: ClientFrame) -> str:
