@@ -142,6 +142,22 @@ def start_postgres(
     port = free_port() if port is None else port
     data_dir = data_dir.resolve()
     owner = _postgres_owner()
+    try:
+        return _start_postgres_once(data_dir, port, durable, log_file, owner)
+    except RuntimeError:
+        # Another pytest session starting on this machine chmods /tmp/pytest-of-root back to 0700
+        # and locks the postgres user out of its data dir mid-start; that race is worth one retry.
+        if owner is None or _traversable(data_dir.parent):
+            raise
+        return _start_postgres_once(data_dir, port, durable, log_file, owner)
+
+
+def _start_postgres_once(
+    data_dir: Path, port: int, durable: bool, log_file: Path | None, owner: pwd.struct_passwd | None
+) -> EmbeddedServer:
+    if owner is not None:
+        _make_traversable(data_dir.parent)
+        _make_traversable(pg_bin_dir())
     if not (data_dir / "PG_VERSION").exists():
         _initdb(data_dir, owner)
     _remove_stale_pid_file(data_dir)
@@ -298,8 +314,6 @@ def _initdb(data_dir: Path, owner: pwd.struct_passwd | None) -> None:
     data_dir.chmod(0o700)
     if owner is not None:
         os.chown(data_dir, owner.pw_uid, owner.pw_gid)
-        _make_traversable(data_dir.parent)
-        _make_traversable(pg_bin_dir())
     command = [
         str(_pg_bin("initdb")), "-D", str(data_dir),
         "--auth=trust", "-U", "postgres", "--encoding=utf8", "--no-sync",
@@ -328,6 +342,10 @@ def _make_traversable(path: Path) -> None:
         mode = directory.stat().st_mode
         if not mode & stat.S_IXOTH:
             directory.chmod(mode | stat.S_IXOTH)
+
+
+def _traversable(path: Path) -> bool:
+    return all(directory.stat().st_mode & stat.S_IXOTH for directory in [path, *path.parents])
 
 
 def _remove_stale_pid_file(data_dir: Path) -> None:
