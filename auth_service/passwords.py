@@ -32,8 +32,8 @@ def make_hasher() -> argon2.PasswordHasher:
 class Passwords:
     """Create one per running service: the semaphore belongs to the event loop that uses it."""
 
-    def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY) -> None:
-        self._hasher = make_hasher()
+    def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, hasher: argon2.PasswordHasher | None = None) -> None:
+        self._hasher = hasher or make_hasher()
         self._slots = asyncio.Semaphore(concurrency)
         self._dummy_hash: str | None = None
 
