@@ -81,10 +81,16 @@ class RequestService:
                 await backoff_sleep(attempt)
                 attempt += 1
 
-    async def drain(self) -> None:
-        """Let requests already taken finish (on shutdown)."""
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=10)
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Let requests already taken finish (on shutdown). Those still running after
+        ``timeout`` are cancelled, so no task outlives the service; unacknowledged, they stay
+        pending for another replica to claim."""
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(self._tasks, timeout=timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
     async def _serve(self) -> None:
         while True:
