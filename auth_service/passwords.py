@@ -45,12 +45,17 @@ class Passwords:
         async with self._slots:
             return await asyncio.to_thread(self._verify, password_hash, password)
 
+    async def prepare(self) -> None:
+        """Make the hash :meth:`verify_dummy` checks against, so not even the first login of
+        an unknown name takes longer (a hash and a verify) than a wrong password does."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
+
     async def verify_dummy(self, password: str) -> None:
         """Spend the same work as a real verify, for a user that does not exist, so the answer
         time does not tell whether a username is registered."""
-        if self._dummy_hash is None:
-            # Made lazily (and, in a race, maybe twice: harmless) so start-up stays quick.
-            self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
+        await self.prepare()
+        assert self._dummy_hash is not None
         await self.verify(self._dummy_hash, password)
 
     def needs_rehash(self, password_hash: str) -> bool:

@@ -30,7 +30,9 @@ async def serve(settings: Settings) -> None:
         pool = await create_pool(settings.database_url)
         try:
             await apply_schema(pool)
-            handler = AuthHandler(pool, Passwords(), tokens)
+            passwords = Passwords()
+            await passwords.prepare()
+            handler = AuthHandler(pool, passwords, tokens)
             service = RequestService(
                 redis, settings, stream=keys.AUTH_REQUESTS, group=keys.AUTH_GROUP, handler=handler.handle
             )
