@@ -4,7 +4,7 @@
 -- KEYS: 1 seq counter, 2 idempotency record, 3 pending (sent, not yet stored) zset,
 --       4 messages stream, 5 and 6 the two users' channels
 -- ARGV: 1 message JSON before the seq, 2 message JSON after the seq,
---       3 event JSON before the message, 4 event JSON after the message,
+--       3 event JSON before the message, 4 event JSON between the message and its seq,
 --       5 idempotency TTL seconds, 6 seq floor ('' when unknown), 7 stream entry field
 -- Returns {1, message} for a new message, {0, message} for a repeat, {-1, ''} when the
 -- dialog has no counter here and the caller must look up the floor and call again.
@@ -30,7 +30,7 @@ redis.call('SET', KEYS[2], message, 'EX', tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[3], seq, message)
 redis.call('XADD', KEYS[4], '*', ARGV[7], message)
 -- Published from inside the script, so every subscriber sees a dialog's messages in seq order.
-local event = ARGV[3] .. message .. ARGV[4]
+local event = ARGV[3] .. message .. ARGV[4] .. seq .. '}'
 redis.call('PUBLISH', KEYS[5], event)
 if KEYS[6] ~= KEYS[5] then
   redis.call('PUBLISH', KEYS[6], event)

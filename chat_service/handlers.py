@@ -20,6 +20,7 @@ from chatkit.wire import (
     History,
     HistoryReply,
     ListDialogs,
+    Message,
     OpenDialog,
     Send,
     Sent,
@@ -27,6 +28,50 @@ from chatkit.wire import (
     Synced,
     UserRef,
 )
+
+# One sync reply carries at most this many messages, or about this much text, so that it
+# stays a frame any client accepts; `more` tells the client to ask again.
+SYNC_MAX_MESSAGES = 500
+SYNC_MAX_TEXT = 256 * 1024
+
+
+class SyncBatch:
+    """The messages of one sync reply and where each dialog stands after it."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.positions: dict[str, int] = {}
+        self.more = False
+        self._text = 0
+
+    @property
+    def room(self) -> int:
+        return SYNC_MAX_MESSAGES - len(self.messages)
+
+    @property
+    def full(self) -> bool:
+        return self.room <= 0 or self._text >= SYNC_MAX_TEXT
+
+    def skip(self, dialog_id: str, seq: int) -> None:
+        self.positions[dialog_id] = seq
+        self.more = True
+
+    def add(self, dialog_id: str, seq: int, messages: list[Message], snapshot: int | None, *, cut: bool) -> None:
+        """Take a dialog's messages after `seq`; `cut` when the read hit its limit."""
+        taken = []
+        for message in messages:
+            if self._text >= SYNC_MAX_TEXT:
+                break
+            taken.append(message)
+            self._text += len(message.text)
+        self.messages.extend(taken)
+        if cut or len(taken) < len(messages):
+            # Cut short: the client is complete only up to the last message it got.
+            self.positions[dialog_id] = taken[-1].seq if taken else seq
+            self.more = True
+        else:
+            top = snapshot if snapshot is not None else (messages[-1].seq if messages else seq)
+            self.positions[dialog_id] = max(seq, top)
 
 
 class ChatHandlers:
@@ -105,7 +150,33 @@ class ChatHandlers:
         outbox.reply(HistoryReply(dialog_id=key.id, messages=messages))
 
     async def sync(self, user: UserRef, frame: Sync, outbox: Outbox) -> None:
-        raise RequestError("invalid", "sync: not available yet")
+        wanted = await self._sync_positions(user, frame)
+        batch = SyncBatch()
+        for dialog_id, seq in sorted(wanted.items()):
+            if batch.full:
+                batch.skip(dialog_id, seq)
+                continue
+            key = DialogKey.parse(dialog_id)
+            limit = batch.room
+            messages, snapshot = await self.reader.after(key, after=seq, limit=limit)
+            batch.add(dialog_id, seq, messages, snapshot, cut=len(messages) >= limit)
+        outbox.reply(
+            Synced(messages=batch.messages, dialogs=batch.positions, more=batch.more),
+            positions=batch.positions,
+        )
+
+    async def _sync_positions(self, user: UserRef, frame: Sync) -> dict[str, int]:
+        """dialog id -> seq the client has, for the dialogs it asked about (all by default)."""
+        peers = {peer.id for peer in await store.list_dialogs(self.pool, user.id)}
+        if frame.dialogs is None:
+            return {DialogKey.of(user.id, peer).id: 0 for peer in peers}
+        wanted: dict[str, int] = {}
+        for dialog_id, seq in frame.dialogs.items():
+            key = self._member_key(user, dialog_id)
+            if key.peer_of(user.id) not in peers:
+                raise RequestError("not_member", f"no dialog {dialog_id!r} of yours")
+            wanted[key.id] = seq
+        return wanted
 
     @staticmethod
     def _member_key(user: UserRef, dialog_id: str) -> DialogKey:
@@ -117,5 +188,3 @@ class ChatHandlers:
             raise RequestError("not_member", f"you are not in dialog {dialog_id!r}")
         return key
 
-
-_ = Synced  # used by sync once it lands

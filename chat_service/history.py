@@ -41,8 +41,9 @@ class HistoryReader:
         )
         return _merge(stored, pending, snapshot)[-limit:]
 
-    async def after(self, key: DialogKey, *, after: int, limit: int) -> list[Message]:
-        """The `limit` oldest messages with seq > after, oldest first."""
+    async def after(self, key: DialogKey, *, after: int, limit: int) -> tuple[list[Message], int | None]:
+        """The `limit` oldest messages with seq > after, oldest first, and the snapshot seq
+        (None when Redis has no counter for the dialog)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.get(keys.dialog_seq(key.id))
             pipe.zrangebyscore(keys.dialog_pending(key.id), f"({after}", "+inf", start=0, num=limit)
@@ -51,7 +52,8 @@ class HistoryReader:
         stored = await store.stored_messages(
             self.pool, key, after=after, before=_sql_bound(snapshot + 1), limit=limit, newest=False
         )
-        return _merge(stored, pending, snapshot)[:limit]
+        messages = _merge(stored, pending, snapshot)[:limit]
+        return messages, None if math.isinf(snapshot) else int(snapshot)
 
 
 def _snapshot(raw_seq: bytes | None) -> float:

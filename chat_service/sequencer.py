@@ -57,7 +57,11 @@ class Sequencer:
         )
         before, after = _encode(message).split(_SEQ_MARK, 1)
         event_before = b'{"frame":{"type":"message","message":'
-        event_after = b'},"skip_conn":' + _encode(skip_conn) + b"}"
+        # The event repeats the dialog and seq outside the frame, so gateways can order and
+        # de-duplicate without decoding the message.
+        event_after = (
+            b'},"skip_conn":' + _encode(skip_conn) + b',"dialog_id":' + _encode(key.id) + b',"seq":'
+        )
         result: list[Any] = await self._script(
             keys=[
                 keys.dialog_seq(key.id),

@@ -32,6 +32,11 @@ class ConnReply(msgspec.Struct, kw_only=True, omit_defaults=True):
     login: UserRef | None = None
     # Set on a rename: the connection's user is now called this.
     identity: UserRef | None = None
+    # Set on a sync reply: dialog id -> seq the client is now complete up to. Live messages
+    # the gateway held back meanwhile are released only above these.
+    positions: dict[str, int] | None = None
+    # The type of the request this answers ("sync", "send", ...), error replies included.
+    answers: str | None = None
 
 
 class UserEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -40,6 +45,9 @@ class UserEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     skip_conn: str | None = None
     # Set when the user was renamed: gateways update every connection of the user.
     identity: UserRef | None = None
+    # Set on message events: which dialog and seq the frame carries.
+    dialog_id: str | None = None
+    seq: int | None = None
 
 
 # The messages stream carries each accepted message as its wire form (chatkit.wire.Message)

@@ -35,13 +35,18 @@ class Outbox:
     reply_frame: Reply | None = None
     login: UserRef | None = None
     identity: UserRef | None = None
+    positions: dict[str, int] | None = None
     events: list[tuple[int, UserEvent]] = field(default_factory=list)
 
-    def reply(self, frame: Reply, *, login: UserRef | None = None, identity: UserRef | None = None) -> None:
+    def reply(
+        self, frame: Reply, *, login: UserRef | None = None, identity: UserRef | None = None,
+        positions: dict[str, int] | None = None,
+    ) -> None:
         frame.ref = self.request.frame.ref
         self.reply_frame = frame
         self.login = login
         self.identity = identity
+        self.positions = positions
 
     def to_user(self, user_id: int, frame: Reply, *, skip_own: bool = False,
                 identity: UserRef | None = None) -> None:
@@ -158,6 +163,8 @@ class RequestService:
                     frame=msgspec.Raw(_encode(outbox.reply_frame)),
                     login=outbox.login,
                     identity=outbox.identity,
+                    positions=outbox.positions,
+                    answers=request.frame.__struct_config__.tag,  # type: ignore[arg-type]
                 )
                 pipe.publish(keys.gateway_channel(request.gateway), _encode(reply))
             pipe.xack(self.stream, self.consumer.group, entry.id)

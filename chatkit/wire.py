@@ -156,8 +156,12 @@ class HistoryReply(Reply, tag="history"):
 
 
 class Synced(Reply, tag="synced"):
-    # dialog id -> the last seq the client now has.
+    # Every message after the positions the client gave, oldest first within each dialog.
+    messages: list[Message]
+    # dialog id -> the seq up to which the client is now complete.
     dialogs: dict[str, int]
+    # True when the reply was cut short: send `sync` again with these positions for the rest.
+    more: bool = False
 
 
 class MessageEvent(Reply, tag="message"):

@@ -11,10 +11,12 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+import msgspec
 from starlette.websockets import WebSocket
 
-from chatkit.wire import UserRef
+from chatkit.wire import Synced, UserRef
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,10 @@ class Connection:
         self._writer = asyncio.create_task(self._write(), name=f"writer-{conn_id}")
         self.closing = False
         self._closer: asyncio.Task[None] | None = None
+        # While a `sync` is in flight, live events wait here (see SyncGate).
+        self.gate = SyncGate()
+        # dialog id -> highest seq sent to this connection, live or by sync.
+        self.delivered: dict[str, int] = {}
 
     def push(self, frame: bytes) -> None:
         """Queue one encoded frame; a client too slow to take it is disconnected."""
@@ -42,6 +48,33 @@ class Connection:
         except asyncio.QueueFull:
             log.warning("connection %s stopped reading; closing it", self.id)
             self.close(CLOSE_SLOW_CONSUMER, "too slow: reconnect and sync")
+
+    def deliver_event(self, item: Held) -> None:
+        """A live event: held back while a sync is in flight, dropped if this connection
+        already has it, else queued."""
+        if self.gate.holding:
+            if not self.gate.hold(item, self._queue.maxsize):
+                self.close(CLOSE_SLOW_CONSUMER, "too slow: reconnect and sync")
+            return
+        if item.dialog_id is not None and item.seq is not None:
+            if item.seq <= self.delivered.get(item.dialog_id, 0):
+                return
+            self.delivered[item.dialog_id] = item.seq
+        self.push(item.frame)
+
+    def sync_reply(self, frame: bytes, positions: dict[str, int]) -> None:
+        """Send a sync reply without what this connection already got live, then release the
+        events held while it was in flight."""
+        self.push(_without_delivered(frame, self.delivered))
+        for dialog_id, seq in positions.items():
+            self.delivered[dialog_id] = max(seq, self.delivered.get(dialog_id, 0))
+        for item in self.gate.release(positions):
+            self.deliver_event(item)
+
+    def abort_sync(self) -> None:
+        """The sync never reached a service: release what it held, unfiltered."""
+        for item in self.gate.release({}):
+            self.deliver_event(item)
 
     def close(self, code: int, reason: str) -> None:
         if self.closing:
@@ -73,6 +106,65 @@ class Connection:
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             await self.websocket.close(code, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    frame: bytes
+    dialog_id: str | None
+    seq: int | None
+
+
+class SyncGate:
+    """Closes the seam between a `sync` reply and live messages. Live message events that
+    arrive while a sync is in flight are held; when the reply comes, those it already covered
+    (seq at or below its position for the dialog) are dropped and the rest follow it."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self._held: list[Held] = []
+
+    @property
+    def holding(self) -> bool:
+        return self.in_flight > 0
+
+    def begin(self) -> None:
+        self.in_flight += 1
+
+    def hold(self, item: Held, limit: int) -> bool:
+        if len(self._held) >= limit:
+            return False
+        self._held.append(item)
+        return True
+
+    def release(self, positions: dict[str, int]) -> list[Held]:
+        """Events to send now that one sync has been answered (none while others are out)."""
+        self.in_flight = max(0, self.in_flight - 1)
+        if self.in_flight:
+            return []
+        held, self._held = self._held, []
+        return [
+            item for item in held
+            if item.seq is None or item.dialog_id is None or item.seq > positions.get(item.dialog_id, -1)
+        ]
+
+
+_decode_synced = msgspec.json.Decoder(Synced).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _without_delivered(frame: bytes, delivered: dict[str, int]) -> bytes:
+    if not delivered:
+        return frame
+    try:
+        synced = _decode_synced(frame)
+    except msgspec.ValidationError:
+        return frame  # an error reply
+    kept = [m for m in synced.messages if m.seq > delivered.get(m.dialog_id, 0)]
+    if len(kept) == len(synced.messages):
+        return frame
+    synced.messages = kept
+    return _encode(synced)
 
 
 OnUserChange = Callable[[int], Awaitable[None]]

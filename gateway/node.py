@@ -15,6 +15,7 @@ from chatkit import keys
 from chatkit.envelopes import ENTRY_FIELD, Request
 from chatkit.redis_client import REDIS_DOWN, connect
 from chatkit.settings import Settings
+from chatkit.wire import Sync
 from gateway.broker_redis import RedisBroker
 from gateway.connections import CLOSE_GOING_AWAY, Connection, Registry
 from gateway.protocol import Forward, error_frame, route
@@ -86,6 +87,9 @@ class GatewayNode:
             conn.push(action.frame)
             return
         request = Request(gateway=self.id, conn=conn.id, user=conn.user, frame=action.frame)
+        is_sync = isinstance(action.frame, Sync)
+        if is_sync:
+            conn.gate.begin()
         try:
             await self.redis.xadd(
                 action.stream, {ENTRY_FIELD: _encode(request)}, maxlen=REQUEST_STREAM_MAXLEN, approximate=True
@@ -93,6 +97,8 @@ class GatewayNode:
         except REDIS_DOWN:
             conn.push(error_frame("unavailable", "the service is unreachable; try again shortly",
                                   ref=action.frame.ref))
+            if is_sync:
+                conn.abort_sync()
 
     async def _subscribe_user(self, user_id: int) -> None:
         await self.broker.subscribe(keys.user_channel(user_id))

@@ -11,7 +11,7 @@ from chatkit import keys
 from chatkit.envelopes import ConnReply, UserEvent
 from chatkit.wire import Resync
 from gateway.broker import Broker, Delivery, Resubscribed
-from gateway.connections import Registry
+from gateway.connections import Held, Registry
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,15 @@ class Relay:
             await self.registry.bind(conn, reply.login)
         if reply.identity is not None:
             conn.user = reply.identity
-        conn.push(bytes(reply.frame))
+        if reply.answers == "sync":
+            conn.sync_reply(bytes(reply.frame), reply.positions or {})
+        else:
+            conn.push(bytes(reply.frame))
 
     def _event(self, user_id: int, event: UserEvent) -> None:
         if event.identity is not None:
             self.registry.rename(event.identity)
-        frame = bytes(event.frame)
+        item = Held(bytes(event.frame), event.dialog_id, event.seq)
         for conn in self.registry.of_user(user_id):
             if conn.id != event.skip_conn:
-                conn.push(frame)
+                conn.deliver_event(item)

@@ -1,0 +1,108 @@
+"""`sync`: a client that comes back gets what it missed, then live messages, with no gap and
+no duplicate between the two."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from chat_client import ServerError
+from tests.harness import Stack
+from tests.test_cross_gateway import PASSWORD, make_user
+
+
+async def test_sync_returns_missed_messages_then_live(stack: Stack) -> None:
+    alice = await make_user(stack, "alice", 0)
+    bob = await make_user(stack, "bob", 1)
+    dialog = await alice.open_dialog("bob")
+    await bob.close()
+    sent = [await alice.send(dialog["id"], f"m{n}") for n in range(5)]
+
+    bob = await stack.client(0)
+    await bob.login("bob", PASSWORD)
+    reply = await bob.call({"type": "sync", "dialogs": {dialog["id"]: 2}})
+    assert reply["type"] == "synced"
+    assert reply["messages"] == sent[2:]
+    assert reply["dialogs"] == {dialog["id"]: 5}
+    assert reply.get("more", False) is False
+
+    # Asked again on the same connection, nothing is sent twice.
+    again = await bob.call({"type": "sync"})
+    assert again["messages"] == [] and again["dialogs"] == {dialog["id"]: 5}
+    # A new connection that knows nothing gets every dialog from the start.
+    fresh = await stack.client(1)
+    await fresh.login("bob", PASSWORD)
+    everything = await fresh.call({"type": "sync"})
+    assert everything["messages"] == sent
+    assert everything["dialogs"] == {dialog["id"]: 5}
+
+    live = await alice.send(dialog["id"], "live")
+    assert (await bob.next_push())["message"] == live
+
+
+async def test_sync_of_a_dialog_not_yours_is_refused(stack: Stack) -> None:
+    alice = await make_user(stack, "alice")
+    await make_user(stack, "bob")
+    await make_user(stack, "carol")
+    carol = await stack.client(1)
+    await carol.login("carol", PASSWORD)
+    dialog = await alice.open_dialog("bob")
+    try:
+        await carol.call({"type": "sync", "dialogs": {dialog["id"]: 0}})
+    except ServerError as exc:
+        assert exc.code == "not_member"
+    else:
+        raise AssertionError("carol synced alice and bob's dialog")
+    reply = await carol.request({"type": "sync", "dialogs": {"7": 0}})
+    assert reply["code"] == "invalid" and "dialog_id" in reply["message"]
+
+
+async def test_sync_during_a_stream_of_messages_has_no_gap_or_duplicate(stack: Stack) -> None:
+    alice = await make_user(stack, "alice", 0)
+    await make_user(stack, "bob", 1)
+    dialog = await alice.open_dialog("bob")
+    total = 300
+
+    async def sender() -> None:
+        for n in range(total):
+            await alice.send(dialog["id"], f"m{n}")
+
+    sending = asyncio.create_task(sender())
+    await asyncio.sleep(0.05)
+    bob = await stack.client(1)
+    await bob.login("bob", PASSWORD)
+    synced = await bob.call({"type": "sync", "dialogs": {dialog["id"]: 0}})
+    from_sync: list[int] = [m["seq"] for m in synced["messages"]]
+    live: list[int] = []
+    while len(from_sync) + len(live) < total:
+        push: dict[str, Any] = await bob.next_push()
+        assert push["type"] == "message", push
+        live.append(push["message"]["seq"])
+    await sending
+    # Live messages that reached bob before his sync are left out of `synced`; those that came
+    # while it was in flight were held and released after it: each seq exactly once.
+    assert sorted(from_sync + live) == list(range(1, total + 1))
+    assert from_sync == sorted(from_sync) and live == sorted(live)
+    assert all(seq > synced["dialogs"][dialog["id"]] for seq in live[-10:])
+    assert bob.pending_pushes() == 0
+
+
+async def test_sync_pages_with_more(stack: Stack) -> None:
+    from chat_service import handlers
+
+    alice = await make_user(stack, "alice")
+    await make_user(stack, "bob")
+    dialog = await alice.open_dialog("bob")
+    for n in range(handlers.SYNC_MAX_MESSAGES + 20):
+        await alice.send(dialog["id"], f"m{n}")
+    # Logged in only now, so nothing reached this connection live.
+    bob = await stack.client(1)
+    await bob.login("bob", PASSWORD)
+    first = await bob.call({"type": "sync", "dialogs": {dialog["id"]: 0}})
+    assert first["more"] is True
+    assert len(first["messages"]) == handlers.SYNC_MAX_MESSAGES
+    position = first["dialogs"][dialog["id"]]
+    assert position == handlers.SYNC_MAX_MESSAGES
+    second = await bob.call({"type": "sync", "dialogs": first["dialogs"]})
+    assert [m["seq"] for m in second["messages"]] == list(range(position + 1, position + 21))
+    assert second.get("more", False) is False
