@@ -38,9 +38,12 @@ async def open_dialog(pool: asyncpg.Pool, me: int, peer: UserRef) -> OpenedDialo
             "UPDATE users SET chats[cardinality(chats) + 1] = $2 "
             "WHERE id = $1 AND NOT ($2 = ANY(chats))"
         )
+        # The table first: its foreign key takes a SHARE ROW EXCLUSIVE lock on `users`, which
+        # must come before this transaction holds any row lock there, or two dialogs opened at
+        # once with a common user deadlock (each waits for the other's row or table lock).
+        await conn.execute(dialog_table_ddl(key))
         await conn.execute(append, me, peer.id)
         await conn.execute(append, peer.id, me)
-        await conn.execute(dialog_table_ddl(key))
         return OpenedDialog(key, peer, created=True)
 
 
