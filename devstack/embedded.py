@@ -323,6 +323,8 @@ def _initdb(data_dir: Path, owner: pwd.struct_passwd | None) -> None:
         stdin=subprocess.DEVNULL,
         capture_output=True,
         cwd=data_dir,
+        # A Ctrl-C meant for the launcher must not abort initdb half-way.
+        start_new_session=True,
         user=None if owner is None else owner.pw_uid,
         group=None if owner is None else owner.pw_gid,
         check=False,

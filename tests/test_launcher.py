@@ -132,7 +132,7 @@ def _mentioning(path: Path) -> list[str]:
 
 def _assert_nothing_left(launcher: RunningLauncher, children: list[psutil.Process]) -> None:
     assert _still_running(children) == [], f"expected every child stopped:\n{launcher.output()}"
-    assert _mentioning(launcher.data_dir) == []
+    assert _mentioning(launcher.data_dir.parent) == []
 
 
 @pytest.fixture
