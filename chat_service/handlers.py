@@ -112,6 +112,9 @@ class ChatHandlers:
                 "invalid",
                 f"text: expected at most {self.settings.max_text_length} characters, got {len(text)}",
             )
+        if "\x00" in text:
+            # PostgreSQL text cannot hold NUL: such a message would be sent but never stored.
+            raise RequestError("invalid", "text: expected no NUL (U+0000) characters")
         try:
             accepted = await self.sequencer.accept(key, user, text, frame.client_msg_id, skip_conn=conn)
         except FloorNeeded:
