@@ -125,6 +125,11 @@ async def test_send_text_bounds(stack: Stack) -> None:
         alice, {"type": "send", "dialog_id": dialog_id, "text": "x" * 4097, "client_msg_id": cmid()}, "invalid"
     )
     assert "text" in reply["message"]
+    # PostgreSQL cannot store NUL in text: refused up front, not sent and then never stored.
+    reply = await expect_error(
+        alice, {"type": "send", "dialog_id": dialog_id, "text": "a\u0000b", "client_msg_id": cmid()}, "invalid"
+    )
+    assert "text" in reply["message"]
     # The bound applies after trimming: 4096 characters with spaces around are fine.
     longest = await alice.send(dialog_id, "  " + "y" * 4096 + "  ")
     assert longest["text"] == "y" * 4096 and longest["seq"] == 1
