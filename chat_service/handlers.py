@@ -129,6 +129,9 @@ class ChatHandlers:
         outbox.reply(Sent(client_msg_id=frame.client_msg_id, message=accepted.message))
 
     async def open_dialog(self, user: UserRef, frame: OpenDialog, outbox: Outbox) -> None:
+        if "\x00" in frame.username:
+            # PostgreSQL refuses NUL in a query parameter; the request would fail until dead-lettered.
+            raise RequestError("invalid", "username: expected no NUL (U+0000) characters")
         peer = await store.find_user(self.pool, frame.username)
         if peer is None:
             raise RequestError("no_such_user", f"no user named {frame.username!r}")
