@@ -51,6 +51,9 @@ async def test_open_dialog_errors(stack: Stack) -> None:
     reply = await expect_error(alice, {"type": "open_dialog", "username": "alice"}, "invalid")
     assert "username" in reply["message"]
     await expect_error(alice, {"type": "open_dialog", "username": "Alice"}, "invalid")
+    # PostgreSQL cannot take a NUL in a parameter: still an answer, not a request that hangs.
+    reply = await expect_error(alice, {"type": "open_dialog", "username": "b\u0000b"}, "invalid")
+    assert "username" in reply["message"]
     reply = await expect_error(alice, {"type": "open_dialog"}, "invalid")
     assert "username" in reply["message"]
     assert await alice.dialogs() == []
