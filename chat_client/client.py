@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -36,6 +37,9 @@ class ChatClient:
         self._refs = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[Frame]] = {}
         self._pushes: asyncio.Queue[Frame] = asyncio.Queue()
+        # When set, pushed frames go to this callback (in the reader task, as each one is read)
+        # instead of the queue behind next_push; the load tester uses it to timestamp receipts.
+        self.on_push: Callable[[Frame], None] | None = None
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -140,6 +144,8 @@ class ChatClient:
                 future = self._waiting.get(ref) if isinstance(ref, str) else None
                 if future is not None and not future.done():
                     future.set_result(frame)
+                elif self.on_push is not None:
+                    self.on_push(frame)
                 else:
                     self._pushes.put_nowait(frame)
         except websockets.ConnectionClosed:

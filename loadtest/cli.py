@@ -1,0 +1,147 @@
+"""``chat-loadtest``: load-test the chat backend, or measure memory per idle connection.
+
+Exit codes: 0 success; 1 a message was lost, duplicated or misrouted, a request failed, the hard
+deadline passed, or setup failed; 2 bad arguments (a non-loopback URL without --allow-remote).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from loadtest.chat_driver import ChatDriver
+from loadtest.connections import MODES, pids_listening_on, raise_fd_limit, run_connections, url_ports
+from loadtest.report import print_summary, write_results
+from loadtest.runner import LoadConfig, SetupError, run_load
+from loadtest.urls import check_ws_url, require_loopback
+
+DEFAULT_URL = "ws://127.0.0.1:8000/ws"
+DEFAULT_MESSAGES = 100
+
+
+class UsageError(Exception):
+    """Bad arguments: exit code 2."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="chat-loadtest", description=__doc__.split("\n", 1)[0])
+    p.add_argument("--url", action="append", default=[], help=f"gateway WebSocket URL, repeatable ({DEFAULT_URL})")
+    p.add_argument("--users", type=int, default=20, help="users, even: they talk in pairs (20)")
+    p.add_argument("--window", type=int, default=5, help="un-acked messages per user at most (5)")
+    p.add_argument("--rate", type=float, help="total messages per second, spread over users (default: as fast as "
+                   "the window allows)")  # fmt: skip
+    amount = p.add_mutually_exclusive_group()
+    amount.add_argument("--messages", type=int, help=f"messages each user sends ({DEFAULT_MESSAGES})")
+    amount.add_argument("--duration", type=float, help="seconds to send for, instead of --messages")
+    p.add_argument("--timeout", type=float, default=600.0, help="hard deadline for the whole run, seconds (600)")
+    p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for the last deliveries (10)")
+    p.add_argument("--out", type=Path, default=Path("bench-results"), help="directory for JSON and HTML results")
+    p.add_argument("--run", default="default", help="users are named lt-<run>-<i> and reused across runs")
+    p.add_argument("--padding", type=int, default=0, help="extra characters per message text (0)")
+    p.add_argument("--request-timeout", type=float, default=10.0, help="seconds to wait for one ack (10)")
+    p.add_argument("--allow-remote", action="store_true", help="allow URLs that are not loopback")
+    p.add_argument("--no-progress", action="store_true", help="no live progress")
+    conns = p.add_argument_group("connections-only mode")
+    conns.add_argument("--connections-only", type=int, metavar="M", help="open M idle connections, report "
+                       "gateway memory per connection")  # fmt: skip
+    conns.add_argument("--gateway-pid", type=int, action="append", default=[], help="gateway pid, repeatable "
+                       "(default: whatever listens on the URLs' ports)")  # fmt: skip
+    conns.add_argument("--hold", type=float, default=3.0, help="seconds to hold idle connections (3)")
+    conns.add_argument("--compression", choices=["both", *MODES], default="both", help="which handshakes (both)")
+    return p
+
+
+def run(argv: Sequence[str] | None = None, *, console: Console | None = None) -> int:
+    console = console or Console()
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    urls = tuple(args.url) or (DEFAULT_URL,)
+    try:
+        for url in urls:
+            check_ws_url(url)
+        require_loopback(urls, allow_remote=args.allow_remote)
+        if args.connections_only is not None:
+            return asyncio.run(_connections(args, urls, console))
+        return asyncio.run(_load(args, urls, console))
+    except (UsageError, ValueError) as error:
+        console.print(f"chat-loadtest: error: {error}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _load(args: argparse.Namespace, urls: tuple[str, ...], console: Console) -> int:
+    config = LoadConfig(
+        urls=urls,
+        users=args.users,
+        window=args.window,
+        rate=args.rate,
+        messages=DEFAULT_MESSAGES if args.messages is None and args.duration is None else args.messages,
+        duration=args.duration,
+        timeout=args.timeout,
+        drain=args.drain,
+        allow_remote=args.allow_remote,
+    )
+    config.validate()
+    driver = ChatDriver(args.run, padding=args.padding, request_timeout=args.request_timeout)
+    try:
+        result = await run_load(driver, config, console=None if args.no_progress else console)
+    except SetupError as error:
+        console.print(f"chat-loadtest: {error}", highlight=False)
+        return 1
+    data = result.to_json()
+    print_summary(data, console)
+    json_path, html_path = write_results(data, args.out)
+    console.print(f"results: {json_path} {html_path}", highlight=False)
+    return 0 if result.ok() else 1
+
+
+def _gateway_pids(args: argparse.Namespace, urls: Sequence[str]) -> list[int]:
+    if args.gateway_pid:
+        missing = [pid for pid in args.gateway_pid if not psutil.pid_exists(pid)]
+        if missing:
+            raise UsageError(f"--gateway-pid: no process {missing[0]}")
+        return list(args.gateway_pid)
+    pids = pids_listening_on(url_ports(urls))
+    if not pids:
+        raise UsageError("found no process listening on the URLs' ports; pass --gateway-pid")
+    return pids
+
+
+async def _connections(args: argparse.Namespace, urls: tuple[str, ...], console: Console) -> int:
+    if args.connections_only < 1:
+        raise UsageError("--connections-only must be at least 1")
+    pids = _gateway_pids(args, urls)
+    limit = raise_fd_limit()
+    modes = list(MODES) if args.compression == "both" else [args.compression]
+    measurements = await run_connections(urls, args.connections_only, pids, modes=modes, run=args.run, hold=args.hold)
+    table = Table(title=f"gateway memory per idle connection (pids {', '.join(map(str, pids))}, fd limit {limit})")
+    for column in ("handshake", "opened", "failed", "RSS before", "RSS after", "KiB/connection", "extensions"):
+        table.add_column(column, justify="left" if column in ("handshake", "extensions") else "right")
+    for m in measurements:
+        per = m.per_connection
+        table.add_row(
+            m.mode, str(m.opened), str(m.failed), f"{m.rss_before / 2**20:.1f} MiB", f"{m.rss_after / 2**20:.1f} MiB",
+            "-" if per is None else f"{per / 1024:.1f}", m.extensions or "(none)",
+        )  # fmt: skip
+    console.print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "connections.json"
+    data = {"urls": list(urls), "gateway_pids": pids, "measurements": [m.to_json() for m in measurements]}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    console.print(f"results: {path}", highlight=False)
+    return 0 if all(m.failed == 0 for m in measurements) else 1
+
+
+def main() -> None:
+    sys.exit(run())
