@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # Touched after a successful install: pip runs again only when pyproject.toml is newer.
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test check
+.PHONY: venv run test check loadtest
 
 venv: $(STAMP)
 
@@ -22,3 +22,15 @@ test: venv
 check: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# Starts the stack with 2 gateways, load-tests both, always stops the stack (loadtest/stack.py).
+LOADTEST_ARGS ?= --users 200 --window 5 --messages 100
+loadtest: venv
+	$(BIN)/python -m loadtest.stack -- $(LOADTEST_ARGS)
+
+# One comparison run (docs/PERFORMANCE.md): installs the bench extras (python-socketio) and, on
+# first use, soketi into bench/soketi/node_modules. BENCH_ARGS="--quick" for a smoke run.
+.PHONY: bench
+bench: venv
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

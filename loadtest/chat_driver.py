@@ -111,7 +111,7 @@ class ChatDriver:
         try:
             await self._client(sender).call(frame, timeout=self._timeout)
         except ServerError as error:
-            raise SendError(error.code or "error", str(error)) from error
+            raise SendError(error.code or "error", str(error.frame.get("message", ""))) from error
         except TimeoutError as error:
             raise SendError("timeout", f"no reply within {self._timeout:g} s") from error
         except (ConnectionError, websockets.ConnectionClosed) as error:

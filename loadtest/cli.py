@@ -59,8 +59,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def default_console() -> Console:
+    console = Console()
+    # Not a terminal (a pipe, a CI log): rich would assume 80 columns and fold the tables.
+    return console if console.is_terminal else Console(width=140)
+
+
 def run(argv: Sequence[str] | None = None, *, console: Console | None = None) -> int:
-    console = console or Console()
+    console = console or default_console()
     try:
         args = parser().parse_args(argv)
     except SystemExit as exit_:

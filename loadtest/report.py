@@ -44,11 +44,11 @@ def summary_tables(result: dict[str, Any]) -> list[Table]:
     summary = result["summary"]
     counts = Table(title="delivery", title_justify="left")
     names = ("sent", "acked", "delivered", "lost", "duplicated", "misrouted", "unexpected")
-    for name in (*names, "msgs/s", "errors"):
+    for name in (*names, "errors", "msgs/s"):
         counts.add_column(name, justify="right")
-    errors = ", ".join(f"{code}: {n}" for code, n in summary["errors"].items()) or "0"
     rate = summary["delivered_per_s"]
-    counts.add_row(*(str(summary[name]) for name in names), "-" if rate is None else f"{rate:,.0f}", errors)
+    errors = sum(summary["errors"].values())
+    counts.add_row(*(str(summary[name]) for name in names), str(errors), "-" if rate is None else f"{rate:,.0f}")
 
     latency = Table(title="latency (ms)", title_justify="left")
     latency.add_column("")
@@ -56,7 +56,16 @@ def summary_tables(result: dict[str, Any]) -> list[Table]:
         latency.add_column(column, justify="right")
     for kind, values in summary["latency_ms"].items():
         latency.add_row(kind, *(_ms(values.get(column)) for column in ("count", "mean", *LATENCY_COLUMNS)))
-    return [counts, latency]
+    tables = [counts, latency]
+    if summary["errors"]:
+        by_code = Table(title="errors", title_justify="left")
+        for column in ("code", "count", "first message"):
+            by_code.add_column(column, justify="right" if column == "count" else "left")
+        examples = summary.get("error_examples", {})
+        for code, n in summary["errors"].items():
+            by_code.add_row(code, str(n), examples.get(code, ""))
+        tables.append(by_code)
+    return tables
 
 
 def _ms(value: object) -> str:

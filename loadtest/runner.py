@@ -130,9 +130,9 @@ class _Load:
         try:
             await self._driver.send(sender, key)
         except SendError as error:
-            self._stats.on_error(error.code, time.monotonic())
+            self._stats.on_error(error.code, time.monotonic(), str(error))
         except Exception as error:  # a driver bug must not stop the other senders
-            self._stats.on_error(type(error).__name__, time.monotonic())
+            self._stats.on_error(type(error).__name__, time.monotonic(), repr(error))
         else:
             self._stats.on_ack(key, time.monotonic())
 
@@ -235,7 +235,7 @@ class LoadRun:
             async with asyncio.timeout(self._remaining()):
                 await _Load(self.driver, self.config, self.stats).run()
         except TimeoutError:
-            self.stats.on_error("deadline", time.monotonic())
+            self.stats.on_error("deadline", time.monotonic(), "sending stopped at the hard deadline (--timeout)")
             return True
         return False
 

@@ -109,6 +109,8 @@ class RunStats:
         self.end_to_end = Histogram()
         self.ack = Histogram()
         self.errors: Counter[str] = Counter()
+        #: The first message seen for each error code, to tell a user what went wrong.
+        self.error_examples: dict[str, str] = {}
         self.sent = 0
         self.acked = 0
         self.duplicated = 0
@@ -136,8 +138,9 @@ class RunStats:
         self.last_event = max(self.last_event, now)
         self._second(now).acked += 1
 
-    def on_error(self, code: str, now: float) -> None:
+    def on_error(self, code: str, now: float, message: str = "") -> None:
         self.errors[code] += 1
+        self.error_examples.setdefault(code, message)
         self.last_event = max(self.last_event, now)
         self._second(now).errors += 1
 
@@ -204,6 +207,7 @@ class RunStats:
             "misrouted": self.misrouted,
             "unexpected": self.unexpected,
             "errors": dict(sorted(self.errors.items())),
+            "error_examples": dict(sorted(self.error_examples.items())),
             "delivered_per_s": round(self.delivered / elapsed, 1) if elapsed > 0 else None,
             "latency_ms": {"end_to_end": self.end_to_end.summary(), "ack": self.ack.summary()},
         }

@@ -26,7 +26,7 @@ from tests.harness import Stack
 
 SUMMARY_KEYS = {
     "elapsed_s", "sent", "acked", "delivered", "lost", "duplicated", "misrouted", "unexpected", "errors",
-    "delivered_per_s", "latency_ms",
+    "error_examples", "delivered_per_s", "latency_ms",
 }  # fmt: skip
 LATENCY_KEYS = {"count", "mean", "min", "p50", "p90", "p99", "p99.9", "max"}
 
