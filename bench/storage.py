@@ -1,0 +1,195 @@
+"""storage_worker throughput against its ceiling, a raw ``COPY`` into the same PostgreSQL.
+
+The messages stream is filled first (entries exactly as chat_service's accept.lua writes them:
+a :class:`chatkit.wire.Message` as JSON under :data:`chatkit.envelopes.ENTRY_FIELD`), then a
+real ``python -m storage_worker`` is started and timed from the moment its consumer group
+exists until the group has nothing left to read and nothing pending. The ceiling writes the
+same rows into the same (emptied) tables with asyncpg's ``copy_records_to_table``, one dialog
+per connection of a pool as large as the worker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import redis.asyncio as aioredis
+
+from bench.procs import Group
+from chatkit import keys
+from chatkit.db import apply_schema, create_pool, dialog_table_ddl
+from chatkit.dialogs import DialogKey
+from chatkit.envelopes import ENTRY_FIELD
+from chatkit.wire import Message, UserRef
+from devstack.embedded import start_postgres, start_valkey
+
+DIALOGS = 100
+#: chatkit.db.create_pool's default, which the worker uses.
+POOL_SIZE = 10
+DRAIN_TIMEOUT = 300.0
+_encode = msgspec.json.Encoder().encode
+
+Row = tuple[int, uuid.UUID, datetime, int, str]
+
+
+def make_messages(total: int, dialogs: int) -> tuple[list[DialogKey], list[Message]]:
+    """``total`` messages spread round-robin over ``dialogs`` dialogs of users 2k+1 and 2k+2."""
+    dialog_keys = [DialogKey(2 * d + 1, 2 * d + 2) for d in range(dialogs)]
+    seqs = [0] * dialogs
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    messages: list[Message] = []
+    for n in range(total):
+        d = n % dialogs
+        seqs[d] += 1
+        key = dialog_keys[d]
+        sender = key.lo if n % 2 else key.hi
+        sent_at = (base + timedelta(milliseconds=n)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        messages.append(Message(
+            id=str(uuid.uuid4()), dialog_id=key.id, seq=seqs[d], sender=UserRef(id=sender, username=f"u{sender}"),
+            text=f"benchmark message {n} " + "x" * 40, sent_at=sent_at,
+        ))
+    return dialog_keys, messages
+
+
+def rows_of(message: Message) -> Row:
+    sent_at = datetime.fromisoformat(message.sent_at.replace("Z", "+00:00"))
+    return (message.seq, uuid.UUID(message.id), sent_at, message.sender.id, message.text)
+
+
+async def prepare_database(pool: asyncpg.Pool, dialog_keys: list[DialogKey]) -> None:
+    await apply_schema(pool)
+    users = max(key.hi for key in dialog_keys)
+    await pool.executemany(
+        "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, 'x')",
+        [(u, f"u{u}", f"u{u}@bench.example.org") for u in range(1, users + 1)],
+    )
+    for key in dialog_keys:
+        await pool.execute(dialog_table_ddl(key))
+
+
+async def fill_stream(redis: aioredis.Redis, messages: list[Message], progress: Callable[[str], None]) -> None:
+    for start in range(0, len(messages), 5000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for message in messages[start:start + 5000]:
+                pipe.xadd(keys.MESSAGES, {ENTRY_FIELD: _encode(message)})
+            await pipe.execute()
+    progress(f"  {len(messages):,} entries on {keys.MESSAGES}")
+
+
+async def drained(redis: aioredis.Redis) -> tuple[bool, int]:
+    """(whether the storage group has read and acknowledged everything, entries still to do)."""
+    try:
+        groups = await redis.xinfo_groups(keys.MESSAGES)
+    except aioredis.ResponseError:
+        return False, -1
+    for group in groups:
+        name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
+        if name == keys.STORAGE_GROUP:
+            lag = group.get("lag")
+            left = int(lag or 0) + int(group["pending"])
+            return left == 0 and lag is not None, left
+    return False, -1
+
+
+async def time_worker(
+    root: Path, redis_url: str, database_url: str, total: int, progress: Callable[[str], None]
+) -> float:
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        with Group(root / "logs") as group:
+            group.spawn_python("storage_worker", "storage_worker", env={
+                "CHAT_REDIS_URL": redis_url, "CHAT_DATABASE_URL": database_url, "CHAT_LOG_LEVEL": "WARNING",
+                "CHAT_INSTANCE": "bench-storage-worker",
+            })
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            started: float | None = None
+            next_report = time.monotonic() + 1.0
+            while True:
+                group.check()
+                done, left = await drained(redis)
+                now = time.monotonic()
+                if started is None and left >= 0:
+                    started = now
+                if done and started is not None:
+                    return now - started
+                if now > deadline:
+                    raise TimeoutError(f"storage_worker did not drain {total:,} entries in {DRAIN_TIMEOUT:g} s")
+                if now >= next_report and left >= 0:
+                    progress(f"  storage_worker: {total - left:,}/{total:,} stored")
+                    next_report = now + 1.0
+                await asyncio.sleep(0.005)
+    finally:
+        await redis.aclose()
+
+
+async def time_copy(pool: asyncpg.Pool, dialog_keys: list[DialogKey], messages: list[Message]) -> float:
+    by_dialog: dict[str, list[Row]] = {key.id: [] for key in dialog_keys}
+    for message in messages:
+        by_dialog[message.dialog_id].append(rows_of(message))
+
+    async def copy(key: DialogKey) -> None:
+        async with pool.acquire() as conn:
+            await conn.copy_records_to_table(
+                key.table_name, records=by_dialog[key.id], columns=["seq", "id", "sent_at", "sender_id", "text"]
+            )
+
+    started = time.monotonic()
+    await asyncio.gather(*(copy(key) for key in dialog_keys))
+    return time.monotonic() - started
+
+
+async def count_rows(pool: asyncpg.Pool, dialog_keys: list[DialogKey]) -> int:
+    total = 0
+    for key in dialog_keys:
+        total += int(await pool.fetchval(f"SELECT count(*) FROM {key.table}"))
+    return total
+
+
+async def bench_storage(root: Path, total: int, progress: Callable[[str], None]) -> dict[str, Any]:
+    dialogs = min(DIALOGS, max(1, total // 10))
+    dialog_keys, messages = make_messages(total, dialogs)
+    # As devstack runs them: Valkey with its append-only file, PostgreSQL durable.
+    valkey = start_valkey(root / "valkey", log_file=root / "valkey.log")
+    try:
+        postgres = await asyncio.to_thread(start_postgres, root / "pg", log_file=root / "pg.log")
+        try:
+            pool = await create_pool(postgres.url, max_size=POOL_SIZE)
+            try:
+                await prepare_database(pool, dialog_keys)
+                redis = aioredis.Redis.from_url(valkey.url)
+                try:
+                    await fill_stream(redis, messages, progress)
+                finally:
+                    await redis.aclose()
+                worker_s = await time_worker(root, valkey.url, postgres.url, total, progress)
+                stored = await count_rows(pool, dialog_keys)
+                if stored != total:
+                    raise RuntimeError(f"storage_worker stored {stored:,} rows, expected {total:,}")
+                progress(f"  storage_worker: {total:,} rows in {worker_s:.2f} s")
+                for key in dialog_keys:
+                    await pool.execute(f"TRUNCATE {key.table}")
+                copy_s = await time_copy(pool, dialog_keys, messages)
+                if await count_rows(pool, dialog_keys) != total:
+                    raise RuntimeError("COPY stored a different number of rows")
+                progress(f"  COPY: {total:,} rows in {copy_s:.2f} s")
+            finally:
+                await pool.close()
+        finally:
+            postgres.stop()
+    finally:
+        valkey.stop()
+    return {
+        "rows": total,
+        "dialogs": dialogs,
+        "worker_s": round(worker_s, 3),
+        "worker_rows_per_s": round(total / worker_s, 1),
+        "copy_s": round(copy_s, 3),
+        "copy_rows_per_s": round(total / copy_s, 1),
+    }
