@@ -28,3 +28,9 @@ LOADTEST_ARGS ?= --users 200 --window 5 --messages 100
 loadtest: venv
 	$(BIN)/python -m loadtest.stack -- $(LOADTEST_ARGS)
 
+# One comparison run (docs/PERFORMANCE.md): installs the bench extras (python-socketio) and, on
+# first use, soketi into bench/soketi/node_modules. BENCH_ARGS="--quick" for a smoke run.
+.PHONY: bench
+bench: venv
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
