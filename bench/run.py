@@ -162,9 +162,8 @@ def extra_lines(results: dict[str, dict[str, Any]]) -> list[str]:
         else:
             lines.append(
                 f"memory: gateway RSS {memory['rss_before_mb']:.1f} MB idle -> {memory['rss_after_mb']:.1f} MB with "
-                f"{memory['connections']:,} idle connections: {memory['kb_per_connection']:.1f} KB per connection"
-                + (f"; logged in: {memory['kb_per_logged_in_connection']:.1f} KB per connection"
-                   if memory.get("kb_per_logged_in_connection") is not None else "")
+                f"{memory['opened']:,} idle logged-in connections ({memory['failed']} failed): "
+                f"{memory['kb_per_connection']:.1f} KB per connection"
             )
     return lines
 

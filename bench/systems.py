@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.load import LoadResult, Shape, run_load
+from rich.console import Console
+
+from bench.load import Shape, run_load, summary
 from bench.procs import Group
 from devstack.embedded import EmbeddedServer, free_port, port_is_free, start_valkey
 from loadtest.driver import Driver
@@ -46,9 +48,13 @@ class Valkey:
             self.server.stop()
 
 
-async def _drive(driver: Driver, urls: list[str], shape: Shape, progress: Progress) -> LoadResult:
+async def _drive(driver: Driver, urls: list[str], shape: Shape, progress: Progress) -> dict[str, Any]:
     progress(f"  driving {driver.name}: {shape.describe()} against {', '.join(urls)}")
-    return await run_load(driver, urls, shape, progress=progress)
+    result = await run_load(driver, urls, shape, console=Console(stderr=True))
+    out = summary(result)
+    progress(f"  {driver.name}: {out['delivered']:,} delivered, {out['delivered_per_s']:,} msgs/s, "
+             f"lost {out['lost']}, errors {sum(out['errors'].values())}")
+    return out
 
 
 def start_devstack(group: Group, root: Path, gateways: int, name: str = "devstack") -> list[int]:
@@ -77,7 +83,7 @@ async def bench_chat(root: Path, shape: Shape, progress: Progress) -> dict[str, 
         urls = [f"ws://127.0.0.1:{port}/ws" for port in ports]
         result = await _drive(ChatDriver(run=uuid.uuid4().hex[:8]), urls, shape, progress)
         group.check()
-        return result.summary()
+        return result
 
 
 async def bench_socketio(root: Path, shape: Shape, progress: Progress) -> dict[str, Any]:
@@ -88,10 +94,10 @@ async def bench_socketio(root: Path, shape: Shape, progress: Progress) -> dict[s
         for index, port in enumerate(ports, start=1):
             group.spawn_python(f"socketio-{index}", "bench.sio_server", "--port", str(port), "--redis", valkey.url)
         await asyncio.to_thread(group.wait_ports, ports)
-        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        urls = [f"ws://127.0.0.1:{port}" for port in ports]
         result = await _drive(SocketioDriver(), urls, shape, progress)
         group.check()
-        return result.summary()
+        return result
 
 
 async def bench_soketi(root: Path, shape: Shape, progress: Progress) -> dict[str, Any]:
@@ -103,9 +109,8 @@ async def bench_soketi(root: Path, shape: Shape, progress: Progress) -> dict[str
         urls = [f"ws://127.0.0.1:{port}" for port in ports]
         result = await _drive(SoketiDriver(), urls, shape, progress)
         group.check()
-        summary = result.summary()
-        summary["no_ack"] = True
-        return summary
+        result["no_ack"] = True
+        return result
 
 
 async def bench_relay(root: Path, shape: Shape, progress: Progress) -> dict[str, Any]:
@@ -118,7 +123,7 @@ async def bench_relay(root: Path, shape: Shape, progress: Progress) -> dict[str,
         url = f"ws://127.0.0.1:{port}"
         result = await _drive(RelayDriver("relay"), [url, url], shape, progress)
         group.check()
-        return result.summary()
+        return result
 
 
 async def bench_relay_redis(root: Path, shape: Shape, progress: Progress) -> dict[str, Any]:
@@ -132,4 +137,4 @@ async def bench_relay_redis(root: Path, shape: Shape, progress: Progress) -> dic
         urls = [f"ws://127.0.0.1:{port}" for port in ports]
         result = await _drive(RelayDriver("relay-redis"), urls, shape, progress)
         group.check()
-        return result.summary()
+        return result

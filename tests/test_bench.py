@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import Shape, run_load
+from bench.load import Shape, run_load, summary
 from bench.procs import Group
 from bench.relay_driver import RelayDriver
 from bench.run import table
@@ -26,9 +26,9 @@ async def _relay_run(tmp_path: Path, redis_url: str | None, processes: int) -> d
         urls = [f"ws://127.0.0.1:{port}" for port in ports]
         if len(urls) == 1:
             urls *= 2
-        result = await run_load(RelayDriver(), urls, SHAPE, drain_timeout=10, progress=lambda line: None)
+        result = await run_load(RelayDriver(), urls, SHAPE, drain_timeout=10)
         group.check()
-        return result.summary()
+        return summary(result)
 
 
 def _assert_complete(summary: dict[str, object]) -> None:
