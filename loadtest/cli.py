@@ -141,6 +141,9 @@ async def _connections(args: argparse.Namespace, urls: tuple[str, ...], console:
             "-" if per is None else f"{per / 1024:.1f}", m.extensions or "(none)",
         )  # fmt: skip
     console.print(table)
+    for m in measurements:
+        for reason, n in m.failures.items():
+            console.print(f"{m.mode}: {n} connection(s) failed: {reason}", highlight=False)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "connections.json"
     data = {"urls": list(urls), "gateway_pids": pids, "measurements": [m.to_json() for m in measurements]}

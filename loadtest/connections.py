@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import resource
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +29,9 @@ from loadtest.chat_driver import register_or_login, username
 from loadtest.driver import url_of
 
 TOKEN_USERS = 4
-CONNECT_CONCURRENCY = 100
+# Connections opened at once. What is measured is memory at rest, not how fast connections can be
+# opened, so this stays modest: a burst of `auth` requests is not what this probe is about.
+CONNECT_CONCURRENCY = 32
 BROWSER_HEADERS = {
     "origin": "http://localhost",
     "user_agent_header": (
@@ -94,6 +97,7 @@ class Measurement:
     rss_after: int
     extensions: str
     setup_s: float
+    failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def per_connection(self) -> float | None:
@@ -112,6 +116,7 @@ class Measurement:
             "per_connection_kib": None if per is None else round(per / 1024, 2),
             "negotiated_extensions": self.extensions,
             "setup_s": round(self.setup_s, 3),
+            "failures": self.failures,
         }
 
 
@@ -151,6 +156,7 @@ async def measure(
         return_exceptions=True,
     )
     clients = [result for result in results if isinstance(result, ChatClient)]
+    failures = Counter(str(result) or type(result).__name__ for result in results if isinstance(result, BaseException))
     setup_s = time.monotonic() - started
     try:
         await asyncio.sleep(hold)
@@ -160,7 +166,9 @@ async def measure(
             extensions = clients[0].ws.response.headers.get("Sec-WebSocket-Extensions", "")
     finally:
         await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
-    return Measurement(mode, count, len(clients), count - len(clients), before, after, extensions, setup_s)
+    return Measurement(
+        mode, count, len(clients), count - len(clients), before, after, extensions, setup_s, dict(failures)
+    )
 
 
 async def run_connections(
