@@ -70,7 +70,10 @@ class ChatClient:
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._waiting[ref] = future
         try:
-            await self.ws.send(_encode({**frame, "ref": ref}).decode())
+            try:
+                await self.ws.send(_encode({**frame, "ref": ref}).decode())
+            except websockets.ConnectionClosed as exc:
+                raise ConnectionError(f"connection closed: {exc}") from exc
             return await asyncio.wait_for(future, timeout)
         finally:
             self._waiting.pop(ref, None)
@@ -85,6 +88,11 @@ class ChatClient:
     async def next_push(self, *, timeout: float = 10.0) -> Frame:
         """The next frame that is not a direct reply (a live message, a resync hint...)."""
         return await asyncio.wait_for(self._pushes.get(), timeout)
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is gone (pending requests have failed)."""
+        return self._reader.done()
 
     def pending_pushes(self) -> int:
         return self._pushes.qsize()

@@ -1,9 +1,7 @@
-import uvicorn
-
 from chatkit.runtime import configure_logging
 from chatkit.settings import Settings
-from gateway.server import uvicorn_config
+from gateway.server import build_server
 
 settings = Settings.from_env()
 configure_logging(settings, "gateway")
-uvicorn.Server(uvicorn_config(settings)).run()
+build_server(settings).run()

@@ -25,10 +25,17 @@ CLOSE_SLOW_CONSUMER = 4008
 CLOSE_GOING_AWAY = 1001
 
 
+Abort = Callable[[WebSocket], bool]
+
+# How long a closing handshake may take before the connection is dropped outright.
+CLOSE_GRACE_SECONDS = 2.0
+
+
 class Connection:
-    def __init__(self, conn_id: str, websocket: WebSocket, queue_limit: int) -> None:
+    def __init__(self, conn_id: str, websocket: WebSocket, queue_limit: int, abort: Abort) -> None:
         self.id = conn_id
         self.websocket = websocket
+        self._abort = abort
         self.user: UserRef | None = None
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=queue_limit)
         self._writer = asyncio.create_task(self._write(), name=f"writer-{conn_id}")
@@ -47,14 +54,14 @@ class Connection:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
             log.warning("connection %s stopped reading; closing it", self.id)
-            self.close(CLOSE_SLOW_CONSUMER, "too slow: reconnect and sync")
+            self.close(CLOSE_SLOW_CONSUMER, "too slow: reconnect and sync", force=True)
 
     def deliver_event(self, item: Held) -> None:
         """A live event: held back while a sync is in flight, dropped if this connection
         already has it, else queued."""
         if self.gate.holding:
             if not self.gate.hold(item, self._queue.maxsize):
-                self.close(CLOSE_SLOW_CONSUMER, "too slow: reconnect and sync")
+                self.close(CLOSE_SLOW_CONSUMER, "too slow: reconnect and sync", force=True)
             return
         if item.dialog_id is not None and item.seq is not None:
             if item.seq <= self.delivered.get(item.dialog_id, 0):
@@ -76,12 +83,18 @@ class Connection:
         for item in self.gate.release({}):
             self.deliver_event(item)
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, *, force: bool = False) -> None:
+        """Close with a code; with ``force``, drop the TCP connection if the peer has not
+        taken the close within the grace period (it may have stopped reading)."""
         if self.closing:
             return
         self.closing = True
         self._writer.cancel()
-        self._closer = asyncio.create_task(self._close(code, reason))
+        self._closer = asyncio.create_task(self._close(code, reason, force))
+
+    @property
+    def closer(self) -> asyncio.Task[None] | None:
+        return self._closer
 
     async def finish(self) -> None:
         """Stop writing (the socket is gone or going)."""
@@ -103,9 +116,16 @@ class Connection:
         except Exception as exc:  # the socket went away under us; the reader will notice
             log.debug("write to %s failed: %s", self.id, exc)
 
-    async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await self.websocket.close(code, reason)
+    async def _close(self, code: int, reason: str, force: bool) -> None:
+        try:
+            await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_GRACE_SECONDS)
+        except Exception as exc:  # timed out, or already gone
+            log.debug("close of %s: %r", self.id, exc)
+        if force:
+            # A graceful close waits for the send buffer to drain, which a peer that stopped
+            # reading never lets happen: give it the grace period, then drop the connection.
+            await asyncio.sleep(CLOSE_GRACE_SECONDS)
+            self._abort(self.websocket)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +203,8 @@ class Registry:
         self._on_first = on_first
         self._on_last = on_last
 
-    def add(self, websocket: WebSocket, queue_limit: int) -> Connection:
-        conn = Connection(f"{self.gateway_id}.{next(self._ids)}", websocket, queue_limit)
+    def add(self, websocket: WebSocket, queue_limit: int, abort: Abort) -> Connection:
+        conn = Connection(f"{self.gateway_id}.{next(self._ids)}", websocket, queue_limit, abort)
         self.connections[conn.id] = conn
         return conn
 

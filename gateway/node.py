@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from typing import Any
 
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -17,7 +18,7 @@ from chatkit.redis_client import REDIS_DOWN, connect
 from chatkit.settings import Settings
 from chatkit.wire import Sync
 from gateway.broker_redis import RedisBroker
-from gateway.connections import CLOSE_GOING_AWAY, Connection, Registry
+from gateway.connections import CLOSE_GOING_AWAY, CLOSE_GRACE_SECONDS, Connection, Registry
 from gateway.protocol import Forward, error_frame, route
 from gateway.relay import Relay
 
@@ -40,6 +41,8 @@ class GatewayNode:
         self.registry = Registry(self.id, self._subscribe_user, self._unsubscribe_user)
         self.relay = Relay(self.broker, self.registry, self.channel)
         self._relay_task: asyncio.Task[None] | None = None
+        # uvicorn's record of open connections, set by gateway.server.build_server.
+        self.server_state: Any = None
 
     async def start(self) -> None:
         await self.broker.subscribe(self.channel)
@@ -50,6 +53,9 @@ class GatewayNode:
     async def stop(self) -> None:
         for conn in list(self.registry.connections.values()):
             conn.close(CLOSE_GOING_AWAY, "gateway shutting down")
+        closers = [c.closer for c in self.registry.connections.values() if c.closer is not None]
+        if closers:
+            await asyncio.wait(closers, timeout=CLOSE_GRACE_SECONDS)
         if self._relay_task is not None:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -63,9 +69,23 @@ class GatewayNode:
         except REDIS_DOWN:  # OSError covers TimeoutError too
             return False
 
+    def abort_transport(self, websocket: WebSocket) -> bool:
+        """Drop a connection at the TCP level. A close frame to a peer that stopped reading
+        never leaves the send buffer, and ASGI has no abort; without this the socket and its
+        buffered frames would stay until the peer's TCP stack gave up."""
+        # The peer address names the TCP connection (the app's scope is a copy of uvicorn's).
+        client = websocket.scope.get("client")
+        for protocol in list(getattr(self.server_state, "connections", ())):
+            scope = getattr(protocol, "scope", None)
+            if isinstance(scope, dict) and scope.get("type") == "websocket" and scope.get("client") == client:
+                protocol.transport.abort()
+                log.info("aborted the connection of %s", client)
+                return True
+        return False  # already closed
+
     async def serve_socket(self, websocket: WebSocket) -> None:
         await websocket.accept()
-        conn = self.registry.add(websocket, self.settings.send_queue_limit)
+        conn = self.registry.add(websocket, self.settings.send_queue_limit, self.abort_transport)
         try:
             while True:
                 message = await websocket.receive()

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import uvicorn
+from fastapi import FastAPI
 
 from chatkit.settings import Settings
 from gateway.app import create_app
 
 # Client frames are small; a 64 KiB cap keeps one hostile frame from costing megabytes.
 MAX_FRAME_BYTES = 64 * 1024
+
+
+def build_server(settings: Settings, **overrides: object) -> uvicorn.Server:
+    """A uvicorn server for the gateway, whose app can abort its own connections (see
+    GatewayNode.abort_transport)."""
+    config = uvicorn_config(settings, **overrides)
+    server = uvicorn.Server(config)
+    app = config.app
+    assert isinstance(app, FastAPI)
+    app.state.node.server_state = server.server_state
+    return server
 
 
 def uvicorn_config(settings: Settings, **overrides: object) -> uvicorn.Config:

@@ -45,12 +45,12 @@ class Stack:
             await task
 
     async def start_gateway(self, name: str) -> str:
-        from gateway.server import uvicorn_config
+        from gateway.server import build_server
 
         port = free_port()
         settings = instance_settings(self.settings, name).with_overrides(port=port, log_level="warning")
         # The test's own event loop runs the server, so leave the loop choice to it.
-        server = uvicorn.Server(uvicorn_config(settings, loop="none"))
+        server = build_server(settings, loop="none")
         task = asyncio.create_task(server.serve(), name=name)
         for _ in range(500):
             if server.started or task.done():
