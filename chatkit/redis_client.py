@@ -24,9 +24,12 @@ def connect(url: str, *, retries: int = 3, max_connections: int = 64, wait_secon
         socket_keepalive=True,
         health_check_interval=15,
     )
-    return Redis(
+    client = Redis(
         connection_pool=pool,
         decode_responses=False,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+    # The client owns this pool: aclose() must close its connections too.
+    client.auto_close_connection_pool = True
+    return client
