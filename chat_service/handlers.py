@@ -6,7 +6,7 @@ import asyncpg
 
 from chat_service import store
 from chat_service.history import HistoryReader
-from chat_service.sequencer import FloorNeeded, Sequencer
+from chat_service.sequencer import FloorNeeded, Origin, Sequencer
 from chatkit.db import CONNECTION_ERRORS
 from chatkit.dialogs import BadDialogId, DialogKey
 from chatkit.envelopes import Request
@@ -23,7 +23,6 @@ from chatkit.wire import (
     Message,
     OpenDialog,
     Send,
-    Sent,
     Sync,
     Synced,
     UserRef,
@@ -88,7 +87,7 @@ class ChatHandlers:
         frame = request.frame
         try:
             if isinstance(frame, Send):
-                await self.send(user, frame, request.conn, outbox)
+                await self.send(user, frame, request, outbox)
             elif isinstance(frame, OpenDialog):
                 await self.open_dialog(user, frame, outbox)
             elif isinstance(frame, ListDialogs):
@@ -102,7 +101,7 @@ class ChatHandlers:
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"database unreachable ({type(exc).__name__})") from exc
 
-    async def send(self, user: UserRef, frame: Send, conn: str, outbox: Outbox) -> None:
+    async def send(self, user: UserRef, frame: Send, request: Request, outbox: Outbox) -> None:
         key = self._member_key(user, frame.dialog_id)
         text = frame.text.strip()
         if not text:
@@ -115,18 +114,18 @@ class ChatHandlers:
         if "\x00" in text:
             # PostgreSQL text cannot hold NUL: such a message would be sent but never stored.
             raise RequestError("invalid", "text: expected no NUL (U+0000) characters")
+        origin = Origin(gateway=request.gateway, conn=request.conn, ref=frame.ref, entry_id=outbox.entry_id)
         try:
-            accepted = await self.sequencer.accept(key, user, text, frame.client_msg_id, skip_conn=conn)
+            await self.sequencer.accept(key, user, text, frame.client_msg_id, origin)
         except FloorNeeded:
             # Redis has no counter for this dialog: either it was never opened, or Redis lost
             # it; the database knows which, and where numbering stopped.
             if not await store.dialog_exists(self.pool, key):
                 raise RequestError("not_member", f"no dialog {frame.dialog_id!r} of yours") from None
             floor = await store.last_stored_seq(self.pool, key)
-            accepted = await self.sequencer.accept(
-                key, user, text, frame.client_msg_id, skip_conn=conn, floor=floor
-            )
-        outbox.reply(Sent(client_msg_id=frame.client_msg_id, message=accepted.message))
+            await self.sequencer.accept(key, user, text, frame.client_msg_id, origin, floor=floor)
+        # The script published the `sent` reply and acknowledged the request.
+        outbox.answered = True
 
     async def open_dialog(self, user: UserRef, frame: OpenDialog, outbox: Outbox) -> None:
         if "\x00" in frame.username:

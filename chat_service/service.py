@@ -9,6 +9,7 @@ from chat_service.handlers import ChatHandlers
 from chat_service.history import HistoryReader
 from chat_service.sequencer import Sequencer
 from chatkit import keys
+from chatkit.autopipeline import AutoPipeline
 from chatkit.db import apply_schema, create_pool
 from chatkit.redis_client import connect
 from chatkit.service import RequestService
@@ -20,9 +21,11 @@ async def serve(settings: Settings) -> None:
     pool = await create_pool(settings.database_url)
     try:
         await apply_schema(pool)
-        handlers = ChatHandlers(settings, pool, Sequencer(redis), HistoryReader(redis, pool))
+        pipeline = AutoPipeline(redis)
+        handlers = ChatHandlers(settings, pool, Sequencer(pipeline), HistoryReader(redis, pool))
         service = RequestService(
-            redis, settings, stream=keys.CHAT_REQUESTS, group=keys.CHAT_GROUP, handler=handlers.handle
+            redis, settings, stream=keys.CHAT_REQUESTS, group=keys.CHAT_GROUP, handler=handlers.handle,
+            pipeline=pipeline,
         )
         try:
             await service.run()

@@ -14,6 +14,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from chatkit import keys
+from chatkit.autopipeline import AutoPipeline
 from chatkit.envelopes import ConnReply, Request, UserEvent
 from chatkit.errors import RequestError, Unavailable
 from chatkit.redis_client import REDIS_DOWN
@@ -32,6 +33,10 @@ class Outbox:
     """What a handler answers: one direct reply, and events for users' connections."""
 
     request: Request
+    # The stream entry the request came in, for a handler that acknowledges it itself.
+    entry_id: bytes = b""
+    # Set by a handler that published its reply and acknowledged the entry itself.
+    answered: bool = False
     reply_frame: Reply | None = None
     login: UserRef | None = None
     identity: UserRef | None = None
@@ -62,8 +67,12 @@ Handler = Callable[[Request, Outbox], Awaitable[None]]
 
 
 class RequestService:
-    def __init__(self, redis: Redis, settings: Settings, *, stream: str, group: str, handler: Handler) -> None:
+    def __init__(
+        self, redis: Redis, settings: Settings, *, stream: str, group: str, handler: Handler,
+        pipeline: AutoPipeline | None = None,
+    ) -> None:
         self.redis = redis
+        self.pipeline = pipeline or AutoPipeline(redis)
         self.settings = settings
         self.stream = stream
         self.handler = handler
@@ -138,34 +147,38 @@ class RequestService:
             # Only our own gateways write here: a malformed entry is a bug, park it.
             await self.consumer.dead_letter(entry, f"undecodable request: {exc}")
             return
-        outbox = Outbox(request)
+        outbox = Outbox(request, entry_id=entry.id)
         try:
             await self.handler(request, outbox)
         except RequestError as exc:
             outbox.reply(Error(code=exc.code, message=exc.message))
         except Unavailable as exc:
             outbox.reply(Error(code="unavailable", message=f"try again shortly: {exc}"))
+        except REDIS_DOWN:
+            raise
         except Exception:
-            if entry.deliveries < self.consumer.max_deliveries:
-                raise
-            log.exception("request %s keeps failing; answering internal", entry.id.decode())
+            # A bug or a surprise from a backing server: answer now rather than let the
+            # client time out; retrying is the client's call (sends are idempotent).
+            log.exception("request %s failed", entry.id.decode())
             outbox.reply(Error(code="internal", message="the server failed on this request"))
-        await self._publish(entry, outbox)
+        if not outbox.answered:
+            await self._publish(entry, outbox)
 
     async def _publish(self, entry: Entry, outbox: Outbox) -> None:
         request = outbox.request
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id, event in outbox.events:
-                pipe.publish(keys.user_channel(user_id), _encode(event))
-            if outbox.reply_frame is not None:
-                reply = ConnReply(
-                    conn=request.conn,
-                    frame=msgspec.Raw(_encode(outbox.reply_frame)),
-                    login=outbox.login,
-                    identity=outbox.identity,
-                    positions=outbox.positions,
-                    answers=request.frame.__struct_config__.tag,  # type: ignore[arg-type]
-                )
-                pipe.publish(keys.gateway_channel(request.gateway), _encode(reply))
-            pipe.xack(self.stream, self.consumer.group, entry.id)
-            await pipe.execute()
+        calls = [
+            self.pipeline.call("PUBLISH", keys.user_channel(user_id), _encode(event))
+            for user_id, event in outbox.events
+        ]
+        if outbox.reply_frame is not None:
+            reply = ConnReply(
+                conn=request.conn,
+                frame=msgspec.Raw(_encode(outbox.reply_frame)),
+                login=outbox.login,
+                identity=outbox.identity,
+                positions=outbox.positions,
+                answers=request.frame.__struct_config__.tag,  # type: ignore[arg-type]
+            )
+            calls.append(self.pipeline.call("PUBLISH", keys.gateway_channel(request.gateway), _encode(reply)))
+        calls.append(self.pipeline.call("XACK", self.stream, self.consumer.group, entry.id))
+        await asyncio.gather(*calls)

@@ -27,6 +27,9 @@ CLOSE_GOING_AWAY = 1001
 
 Abort = Callable[[WebSocket], bool]
 
+# Live seqs remembered per dialog on one connection, to keep a sync from repeating them.
+LIVE_SEQS_KEPT = 1024
+
 # How long a closing handshake may take before the connection is dropped outright.
 CLOSE_GRACE_SECONDS = 2.0
 
@@ -43,8 +46,10 @@ class Connection:
         self._closer: asyncio.Task[None] | None = None
         # While a `sync` is in flight, live events wait here (see SyncGate).
         self.gate = SyncGate()
-        # dialog id -> highest seq sent to this connection, live or by sync.
-        self.delivered: dict[str, int] = {}
+        # What this connection has, so that nothing reaches it twice: per dialog, the seq it
+        # is complete up to (from sync), and the seqs pushed live above that.
+        self.complete: dict[str, int] = {}
+        self.live: dict[str, set[int]] = {}
 
     def push(self, frame: bytes) -> None:
         """Queue one encoded frame; a client too slow to take it is disconnected."""
@@ -64,17 +69,30 @@ class Connection:
                 self.close(CLOSE_SLOW_CONSUMER, "too slow: reconnect and sync", force=True)
             return
         if item.dialog_id is not None and item.seq is not None:
-            if item.seq <= self.delivered.get(item.dialog_id, 0):
+            if item.seq <= self.complete.get(item.dialog_id, 0):
                 return
-            self.delivered[item.dialog_id] = item.seq
+            seen = self.live.setdefault(item.dialog_id, set())
+            if item.seq in seen:
+                return
+            if len(seen) >= LIVE_SEQS_KEPT:
+                # Forget the oldest half: a client this far from a sync has older gaps to fill.
+                for seq in sorted(seen)[: LIVE_SEQS_KEPT // 2]:
+                    seen.discard(seq)
+            seen.add(item.seq)
         self.push(item.frame)
 
     def sync_reply(self, frame: bytes, positions: dict[str, int]) -> None:
         """Send a sync reply without what this connection already got live, then release the
         events held while it was in flight."""
-        self.push(_without_delivered(frame, self.delivered))
+        self.push(_without_held(frame, self.complete, self.live))
         for dialog_id, seq in positions.items():
-            self.delivered[dialog_id] = max(seq, self.delivered.get(dialog_id, 0))
+            complete = max(seq, self.complete.get(dialog_id, 0))
+            self.complete[dialog_id] = complete
+            seen = self.live.get(dialog_id)
+            if seen is not None:
+                seen.difference_update([s for s in seen if s <= complete])
+                if not seen:
+                    del self.live[dialog_id]
         for item in self.gate.release(positions):
             self.deliver_event(item)
 
@@ -173,14 +191,18 @@ _decode_synced = msgspec.json.Decoder(Synced).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def _without_delivered(frame: bytes, delivered: dict[str, int]) -> bytes:
-    if not delivered:
+def _without_held(frame: bytes, complete: dict[str, int], live: dict[str, set[int]]) -> bytes:
+    """The sync reply minus the messages this connection already has."""
+    if not live and not complete:
         return frame
     try:
         synced = _decode_synced(frame)
     except msgspec.ValidationError:
         return frame  # an error reply
-    kept = [m for m in synced.messages if m.seq > delivered.get(m.dialog_id, 0)]
+    kept = [
+        m for m in synced.messages
+        if m.seq > complete.get(m.dialog_id, 0) and m.seq not in live.get(m.dialog_id, ())
+    ]
     if len(kept) == len(synced.messages):
         return frame
     synced.messages = kept
