@@ -38,6 +38,11 @@ class AutoPipeline:
             loop.call_soon(self._start)
         return future
 
+    @property
+    def backlog(self) -> int:
+        """Commands issued and not yet sent."""
+        return len(self._pending)
+
     async def eval_script(self, sha: str, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """EVALSHA, falling back to EVAL when the server lost its script cache (a restart)."""
         try:

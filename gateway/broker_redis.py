@@ -1,32 +1,56 @@
-"""Redis pub/sub backend of the gateway's broker.
+"""Redis pub/sub backend of the gateway's broker: one connection, RESP parsed by hiredis.
 
-A pub/sub connection can die quietly (a failover, CLIENT KILL, an output-buffer limit): the
-failure reported most against other chat servers is a listener that stops hearing while its
-health check stays green. Here a dropped connection surfaces as an error in the read loop; the
-broker then reconnects with backoff, subscribes every channel again, and reports
-:class:`Resubscribed` so the gateway can tell its clients to sync."""
+A pub/sub connection can die quietly (a failover, CLIENT KILL, an output-buffer limit, a
+network that stops answering): the failure reported most against other chat servers is a
+listener that stops hearing while its health check stays green. Here the connection is
+watched: an EOF or error ends it at once, and silence is probed with PING (allowed while
+subscribed); no answer within the interval counts as dead. The broker then reconnects with
+backoff, subscribes every channel again, and reports :class:`Resubscribed` so the gateway can
+tell its clients to sync. ``subscribed`` is false meanwhile (readiness)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
+import hiredis
+from redis.asyncio.connection import parse_url
 
-from chatkit.redis_client import REDIS_DOWN
 from gateway.broker import Delivery, Resubscribed
 
 log = logging.getLogger(__name__)
 
+# Silence longer than this gets a PING; no answer in as long again means the link is dead.
+PROBE_SECONDS = 2.0
+# Channels per SUBSCRIBE command when resubscribing many users at once.
+SUBSCRIBE_CHUNK = 1000
+
+
+def pack(*parts: str | bytes) -> bytes:
+    """One RESP command."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
 
 class RedisBroker:
     def __init__(self, url: str) -> None:
-        self._redis = Redis.from_url(url, health_check_interval=2, socket_keepalive=True, socket_connect_timeout=5)
-        self._pubsub: PubSub | None = None
+        options: dict[str, Any] = dict(parse_url(url))
+        self._host = str(options.get("host", "127.0.0.1"))
+        self._port = int(options.get("port", 6379))
+        self._username: str | None = options.get("username")
+        self._password: str | None = options.get("password")
         self._channels: set[str] = set()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._parser = hiredis.Reader()
+        self._ready: deque[Delivery] = deque()
+        self._probing = False
         self._up = False
 
     @property
@@ -34,61 +58,83 @@ class RedisBroker:
         return self._up
 
     async def connect(self) -> None:
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.connect()  # type: ignore[no-untyped-call]
-        if self._channels:
-            await self._pubsub.subscribe(*self._channels)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self._host, self._port), 5)
+        self._reader, self._writer, self._parser = reader, writer, hiredis.Reader()
+        self._probing = False
+        if self._password is not None:
+            auth = ("AUTH", self._username, self._password) if self._username else ("AUTH", self._password)
+            writer.write(pack(*auth))
+        channels = sorted(self._channels)
+        for start in range(0, len(channels), SUBSCRIBE_CHUNK):
+            writer.write(pack("SUBSCRIBE", *channels[start:start + SUBSCRIBE_CHUNK]))
+        await writer.drain()
         self._up = True
 
     async def disconnect(self) -> None:
         self._up = False
-        if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._pubsub = None
-        await self._redis.aclose()
+        self._close()
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
-        await self._send("subscribe", channel)
+        self._send("SUBSCRIBE", channel)
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
-        await self._send("unsubscribe", channel)
+        self._send("UNSUBSCRIBE", channel)
 
     async def next_message(self) -> Delivery | Resubscribed:
-        while True:
-            pubsub = self._pubsub
+        while not self._ready:
             try:
-                if pubsub is None or not self._up:
-                    raise ConnectionError("not connected")
-                message: dict[str, Any] | None = await pubsub.get_message(timeout=1.0)
-            except REDIS_DOWN as exc:
+                await self._read()
+            except (OSError, EOFError, asyncio.IncompleteReadError, hiredis.ProtocolError) as exc:
                 return await self._reconnect(f"{type(exc).__name__}: {exc}")
-            if message is not None and message.get("type") == "message":
-                channel = message["channel"]
-                return Delivery(channel.decode() if isinstance(channel, bytes) else channel, message["data"])
+        return self._ready.popleft()
 
-    async def _send(self, command: str, channel: str) -> None:
-        if self._pubsub is None or not self._up:
-            return  # reconnecting: the channel set is replayed on reconnect
+    def _send(self, *command: str) -> None:
+        # While reconnecting the channel set is replayed on connect; nothing to send now.
+        if self._up and self._writer is not None and not self._writer.is_closing():
+            self._writer.write(pack(*command))
+
+    async def _read(self) -> None:
+        if self._reader is None or not self._up:
+            raise EOFError("not connected")
         try:
-            await getattr(self._pubsub, command)(channel)
-        except REDIS_DOWN as exc:
-            # The read loop will see the same failure and resubscribe everything.
-            log.warning("%s %s failed: %s", command, channel, exc)
+            data = await asyncio.wait_for(self._reader.read(1 << 16), PROBE_SECONDS)
+        except TimeoutError:
+            if self._probing:
+                raise EOFError(f"no answer to PING in {PROBE_SECONDS:g} s") from None
+            self._probing = True
+            self._send("PING")
+            return
+        if not data:
+            raise EOFError("connection closed by the server")
+        self._probing = False
+        self._parser.feed(data)
+        while (reply := self._parser.gets()) is not False:
+            self._take(reply)
+
+    def _take(self, reply: Any) -> None:
+        if isinstance(reply, hiredis.ReplyError):
+            raise EOFError(f"server error on the pub/sub connection: {reply}")
+        if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+            self._ready.append(Delivery(reply[1].decode(), reply[2]))
+        # subscribe/unsubscribe confirmations and PING's pong need nothing.
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self._reader = self._writer = None
 
     async def _reconnect(self, reason: str) -> Resubscribed:
         self._up = False
+        self._close()
         log.warning("pub/sub connection lost (%s); resubscribing", reason)
         delay = 0.05
         while True:
-            old, self._pubsub = self._pubsub, None
-            if old is not None:
-                with contextlib.suppress(*REDIS_DOWN):
-                    await old.aclose()  # type: ignore[no-untyped-call]
             try:
                 await self.connect()
-            except REDIS_DOWN as exc:
+            except (OSError, TimeoutError) as exc:
                 log.warning("pub/sub reconnect failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

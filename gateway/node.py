@@ -13,6 +13,7 @@ import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from chatkit import keys
+from chatkit.autopipeline import AutoPipeline
 from chatkit.envelopes import ENTRY_FIELD, Request
 from chatkit.redis_client import REDIS_DOWN, connect
 from chatkit.settings import Settings
@@ -29,6 +30,8 @@ _encode = msgspec.json.Encoder().encode
 # Requests nobody consumed (all replicas of a service down for long) are dropped past this;
 # their clients have timed out long before.
 REQUEST_STREAM_MAXLEN = 100_000
+# Requests queued for Redis beyond which a connection waits for its own to go out.
+MAX_FORWARD_BACKLOG = 5_000
 
 
 class GatewayNode:
@@ -37,6 +40,7 @@ class GatewayNode:
         self.id = uuid.uuid4().hex[:12]
         self.channel = keys.gateway_channel(self.id)
         self.redis = connect(settings.redis_url)
+        self.pipeline = AutoPipeline(self.redis)
         self.broker = RedisBroker(settings.redis_url)
         self.registry = Registry(self.id, self._subscribe_user, self._unsubscribe_user)
         self.relay = Relay(self.broker, self.registry, self.channel)
@@ -61,6 +65,7 @@ class GatewayNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relay_task
         await self.broker.disconnect()
+        await self.pipeline.close()
         await self.redis.aclose()
 
     async def redis_ok(self) -> bool:
@@ -110,15 +115,24 @@ class GatewayNode:
         is_sync = isinstance(action.frame, Sync)
         if is_sync:
             conn.gate.begin()
-        try:
-            await self.redis.xadd(
-                action.stream, {ENTRY_FIELD: _encode(request)}, maxlen=REQUEST_STREAM_MAXLEN, approximate=True
-            )
-        except REDIS_DOWN:
-            conn.push(error_frame("unavailable", "the service is unreachable; try again shortly",
-                                  ref=action.frame.ref))
-            if is_sync:
-                conn.abort_sync()
+        # Not awaited: the pipeline keeps this connection's frames in order, and the next
+        # frame need not wait for this one's round trip. A deep backlog is the exception.
+        added = self.pipeline.call(
+            "XADD", action.stream, "MAXLEN", "~", REQUEST_STREAM_MAXLEN, "*", ENTRY_FIELD, _encode(request)
+        )
+        ref = action.frame.ref
+        added.add_done_callback(lambda done: self._forwarded(done, conn, ref, is_sync))
+        if self.pipeline.backlog > MAX_FORWARD_BACKLOG:
+            await asyncio.wait([added])
+
+    @staticmethod
+    def _forwarded(done: asyncio.Future[Any], conn: Connection, ref: str | None, is_sync: bool) -> None:
+        if done.cancelled() or done.exception() is None:
+            return
+        log.warning("could not forward a request: %s", done.exception())
+        conn.push(error_frame("unavailable", "the service is unreachable; try again shortly", ref=ref))
+        if is_sync:
+            conn.abort_sync()
 
     async def _subscribe_user(self, user_id: int) -> None:
         await self.broker.subscribe(keys.user_channel(user_id))
