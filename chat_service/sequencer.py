@@ -51,8 +51,9 @@ class Accepted:
 
 
 class Sequencer:
-    def __init__(self, pipeline: AutoPipeline) -> None:
+    def __init__(self, pipeline: AutoPipeline, client_msg_id_ttl_seconds: int) -> None:
         self.pipeline = pipeline
+        self.client_msg_id_ttl = client_msg_id_ttl_seconds
 
     async def mark_open(self, key: DialogKey) -> None:
         """Give a newly opened dialog its counter: from then on the counter's existence is
@@ -93,7 +94,7 @@ class Sequencer:
             ],
             args=[
                 before + b'"seq":', b"," + after, event_before, event_after,
-                keys.CLIENT_MSG_ID_TTL_SECONDS, "" if floor is None else floor, ENTRY_FIELD,
+                self.client_msg_id_ttl, "" if floor is None else floor, ENTRY_FIELD,
                 reply_before, b"}}", keys.CHAT_GROUP, origin.entry_id,
             ],
         )

@@ -22,7 +22,8 @@ async def serve(settings: Settings) -> None:
     try:
         await apply_schema(pool)
         pipeline = AutoPipeline(redis)
-        handlers = ChatHandlers(settings, pool, Sequencer(pipeline), HistoryReader(redis, pool))
+        sequencer = Sequencer(pipeline, settings.client_msg_id_ttl_seconds)
+        handlers = ChatHandlers(settings, pool, sequencer, HistoryReader(redis, pool))
         service = RequestService(
             redis, settings, stream=keys.CHAT_REQUESTS, group=keys.CHAT_GROUP, handler=handlers.handle,
             pipeline=pipeline,

@@ -28,9 +28,6 @@ AUTH_GROUP = "auth_service"
 CHAT_GROUP = "chat_service"
 STORAGE_GROUP = "storage_worker"
 
-# How long an idempotency record for a client_msg_id is kept.
-CLIENT_MSG_ID_TTL_SECONDS = 24 * 3600
-
 
 def gateway_channel(gateway_id: str) -> str:
     return f"chat:gateway:{gateway_id}"

@@ -46,8 +46,9 @@ class Settings:
     storage_batch_size: int = 500
     # Gateway: frames queued for one slow client before it is disconnected.
     send_queue_limit: int = 1024
-    # Gateway: how long a client waits for a service reply before it gets a `timeout` error.
-    request_timeout_seconds: float = 10.0
+    # How long a send's idempotency record (client_msg_id -> message) is kept: a retry after
+    # this long makes a new message. Each record holds the message, so this bounds Redis memory.
+    client_msg_id_ttl_seconds: int = 24 * 3600
     log_level: str = "INFO"
 
     @classmethod
