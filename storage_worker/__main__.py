@@ -1,0 +1,4 @@
+from chatkit.runtime import run
+from storage_worker.service import serve
+
+run("storage_worker", serve)

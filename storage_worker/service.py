@@ -1,0 +1,191 @@
+"""The storage worker: moves accepted messages from the messages stream into their dialogs'
+tables, then acknowledges them and drops them from the dialogs' pending sets.
+
+Order matters: an entry is acknowledged, and its message removed from the pending set, only
+after its row is committed, so a message is always in the table, the pending set or both (the
+history reads merge the two), and a worker killed at any point leaves its entries pending for
+another replica to claim and write again, which is a no-op for rows already stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncpg
+from redis.asyncio import Redis
+
+from chatkit import keys
+from chatkit.db import CONNECTION_ERRORS, apply_schema, create_pool
+from chatkit.errors import Unavailable
+from chatkit.redis_client import REDIS_DOWN, connect
+from chatkit.settings import Settings
+from chatkit.streams import Entry, StreamConsumer, ensure_group
+from storage_worker.batch import DialogBatch, group
+from storage_worker.outage import Outage, raise_if_cancelled
+from storage_worker.stats import Counts, Stats
+from storage_worker.writer import StoreResult, is_outage, store
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: Settings) -> None:
+    """Store messages until cancelled; outages of Redis or PostgreSQL pause it, never end it."""
+    redis = connect(settings.redis_url)
+    try:
+        pool = await open_database(settings)
+        try:
+            await StorageWorker(redis, pool, settings).run()
+        finally:
+            await close_pool(pool)
+    finally:
+        await redis.aclose()
+
+
+async def open_database(settings: Settings) -> asyncpg.Pool:
+    outage = Outage("PostgreSQL")
+    while True:
+        try:
+            pool = await create_pool(settings.database_url)
+        except Unavailable as exc:
+            outage.down(exc)
+            await outage.pause()
+            continue
+        try:
+            raise_if_cancelled()
+            # The worker never creates dialog tables, but their foreign key needs `users`.
+            await apply_schema(pool)
+            raise_if_cancelled()
+        except CONNECTION_ERRORS as exc:
+            await close_pool(pool)
+            outage.down(exc)
+            await outage.pause()
+            continue
+        except BaseException:
+            await close_pool(pool)
+            raise
+        outage.up()
+        return pool
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), timeout=5)
+    except TimeoutError:
+        # A connection stuck on a dead server would hold a graceful close forever.
+        pool.terminate()
+
+
+class StorageWorker:
+    def __init__(self, redis: Redis, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.redis = redis
+        self.pool = pool
+        self.settings = settings
+        self.consumer = StreamConsumer(
+            redis, keys.MESSAGES, keys.STORAGE_GROUP, settings.instance,
+            claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
+        )
+        self.redis_outage = Outage("Redis")
+        self.pg_outage = Outage("PostgreSQL")
+        self.stats = Stats()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await ensure_group(self.redis, keys.MESSAGES, keys.STORAGE_GROUP)
+                await self._consume()
+            except REDIS_DOWN as exc:
+                # Whatever the current batch had not acknowledged stays pending and is claimed
+                # again later.
+                self.redis_outage.down(exc)
+                await self.redis_outage.pause()
+
+    async def _consume(self) -> None:
+        while True:
+            raise_if_cancelled()
+            entries = await self.consumer.read(self.settings.storage_batch_size)
+            self.redis_outage.up()
+            if entries:
+                await self.handle(entries)
+            self.stats.maybe_log()
+
+    async def handle(self, entries: list[Entry]) -> None:
+        """Store one batch: bad entries parked, each dialog written, the stored ones acknowledged."""
+        started = time.monotonic()
+        grouped = group(entries)
+        for entry, reason in grouped.bad:
+            # Undecodable now means undecodable forever: no point retrying.
+            await self.consumer.dead_letter(entry, reason)
+        results = await self._store_all(grouped.batches)
+        await self._acknowledge(results)
+        counts = Counts(batches=1, entries=len(entries), dead=len(grouped.bad))
+        for result in results:
+            counts.inserted += result.inserted
+            counts.duplicates += len(result.stored) - result.inserted
+            counts.dead += await self._retry_or_park(result)
+            counts.failed += len(result.failed)
+        self.stats.batch(counts, len(grouped.batches), time.monotonic() - started)
+
+    async def _store_all(self, batches: list[DialogBatch]) -> list[StoreResult]:
+        # Dialogs are written side by side, as many at once as the pool has connections.
+        async with asyncio.TaskGroup() as tasks:
+            pending = [tasks.create_task(self._store(batch)) for batch in batches]
+        return [task.result() for task in pending]
+
+    async def _store(self, batch: DialogBatch) -> StoreResult:
+        """Write one dialog, waiting out a PostgreSQL outage: nothing is acknowledged meanwhile,
+        so the stream holds the backlog until the server is back."""
+        while True:
+            try:
+                result = await store(self.pool, batch)
+            except Exception as exc:
+                if not is_outage(exc):
+                    log.exception("dialog %s: unexpected failure storing %d messages", batch.key.id, len(batch.items))
+                    return StoreResult(batch.key, failed=[(item, repr(exc)) for item in batch.items])
+                self.pg_outage.down(exc)
+                await self.pg_outage.pause()
+                continue
+            self.pg_outage.up()
+            return result
+
+    async def _acknowledge(self, results: list[StoreResult]) -> None:
+        """Acknowledge committed entries, retrying through a Redis outage: acknowledging later
+        beats writing the whole batch again after a claim."""
+        while True:
+            try:
+                await self._ack(results)
+            except REDIS_DOWN as exc:
+                self.redis_outage.down(exc)
+                await self.redis_outage.pause()
+                continue
+            self.redis_outage.up()
+            return
+
+    async def _ack(self, results: list[StoreResult]) -> None:
+        ids = [item.entry.id for result in results for item in result.stored]
+        if not ids:
+            return
+        # One transaction: the acknowledgement and the pending-set cleanup happen together.
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(keys.MESSAGES, keys.STORAGE_GROUP, *ids)
+            for result in results:
+                pending = keys.dialog_pending(result.key.id)
+                for item in result.stored:
+                    pipe.zremrangebyscore(pending, item.row.seq, item.row.seq)
+            await pipe.execute()
+
+    async def _retry_or_park(self, result: StoreResult) -> int:
+        """Leave failed entries pending for a retry after a claim, or dead-letter them, with
+        the real reason, once they used up their deliveries. Returns how many were parked."""
+        if not result.failed:
+            return 0
+        parked = 0
+        for item, reason in result.failed:
+            if item.entry.deliveries >= self.consumer.max_deliveries:
+                await self.consumer.dead_letter(item.entry, f"dialog {result.key.id}: {reason}")
+                parked += 1
+        if parked < len(result.failed):
+            log.warning("dialog %s: %d messages not stored, retrying later: %s",
+                        result.key.id, len(result.failed) - parked, result.failed[0][1])
+        return parked

@@ -1,0 +1,333 @@
+"""The storage worker against real Valkey and PostgreSQL: messages put on the stream the way
+chat_service does end up in their dialog tables, once, and leave the pending sets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from importlib import resources
+
+import asyncpg
+import msgspec
+import pytest
+import redis.asyncio
+
+from chatkit import keys
+from chatkit.db import dialog_table_ddl
+from chatkit.dialogs import DialogKey
+from chatkit.settings import Settings
+from storage_worker.service import serve
+from tests.messages import encode, message, publish, publish_raw
+
+DEADLINE_SECONDS = 30.0
+
+
+@pytest.fixture
+async def users(db: asyncpg.Connection) -> list[int]:
+    """Four users, in a database with the schema applied."""
+    await db.execute(resources.files("chatkit").joinpath("schema.sql").read_text())
+    return [
+        await db.fetchval(
+            "INSERT INTO users (username, email, password_hash) VALUES ($1, $2, 'x') RETURNING id",
+            f"user{n}", f"user{n}@example.com",
+        )
+        for n in range(1, 5)
+    ]
+
+
+@pytest.fixture
+def fast(settings: Settings) -> Settings:
+    """Settings under which a failing entry is retried and dead-lettered within seconds."""
+    return settings.with_overrides(claim_idle_ms=200, max_deliveries=2)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, instance: str = "storage-test") -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(serve(settings.with_overrides(instance=instance)), name=instance)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        # A worker that crashed re-raises its error here.
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *workers: asyncio.Task[None], what: str) -> None:
+    """Poll until ``check`` holds; fail after a generous deadline or as soon as a worker died."""
+    deadline = asyncio.get_running_loop().time() + DEADLINE_SECONDS
+    while not await check():
+        for worker in workers:
+            if worker.done():
+                worker.result()
+                pytest.fail(f"worker {worker.get_name()} stopped while waiting for: {what}")
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"not within {DEADLINE_SECONDS}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+def drained(rds: redis.asyncio.Redis) -> Callable[[], Awaitable[bool]]:
+    """Every entry on the stream has been read by the storage group and acknowledged."""
+
+    async def check() -> bool:
+        groups = await rds.xinfo_groups(keys.MESSAGES)
+        stream = await rds.xinfo_stream(keys.MESSAGES)
+        group = next((g for g in groups if g["name"] == keys.STORAGE_GROUP.encode()), None)
+        # No group yet: the worker has not started reading.
+        if group is None:
+            return False
+        return bool(group["pending"] == 0 and group["last-delivered-id"] == stream["last-generated-id"])
+
+    return check
+
+
+async def dialog(db: asyncpg.Connection, a: int, b: int) -> DialogKey:
+    """A dialog with its table, as chat_service leaves it when the dialog is opened."""
+    key = DialogKey.of(a, b)
+    await db.execute(dialog_table_ddl(key))
+    return key
+
+
+async def rows(db: asyncpg.Connection, key: DialogKey) -> list[asyncpg.Record]:
+    return await db.fetch(f"SELECT seq, id, sent_at, sender_id, text FROM {key.table} ORDER BY seq")
+
+
+async def dead_letters(rds: redis.asyncio.Redis) -> list[dict[bytes, bytes]]:
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await rds.xrange(keys.DEAD_LETTERS)  # type: ignore[assignment]
+    return [fields for _, fields in entries]
+
+
+async def assert_all_acknowledged(rds: redis.asyncio.Redis) -> None:
+    summary = await rds.xpending(keys.MESSAGES, keys.STORAGE_GROUP)
+    assert summary["pending"] == 0
+
+
+async def test_stores_each_message_with_its_columns(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
+) -> None:
+    alice, bob = users[:2]
+    key = await dialog(db, alice, bob)
+    sent_at = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+    sent = [
+        message(key, 1, alice, "hello", sent_at=sent_at),
+        message(key, 2, bob, "hi, 👋 \"quoted\" 'text'"),
+        message(key, 3, alice, ""),
+    ]
+    for msg in sent:
+        await publish(rds, msg)
+
+    async with running(settings) as worker:
+        await eventually(drained(rds), worker, what="the stream is drained")
+
+    stored = await rows(db, key)
+    assert [(r["seq"], r["id"], r["sender_id"], r["text"]) for r in stored] == [
+        (m.seq, uuid.UUID(m.id), m.sender.id, m.text) for m in sent
+    ]
+    assert stored[0]["sent_at"] == sent_at
+    assert all(r["sent_at"] == datetime.fromisoformat(m.sent_at) for r, m in zip(stored, sent, strict=True))
+    await assert_all_acknowledged(rds)
+    assert await dead_letters(rds) == []
+
+
+async def test_stored_messages_leave_the_pending_set_and_only_they(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
+) -> None:
+    alice, bob = users[:2]
+    key = await dialog(db, alice, bob)
+    for seq in (1, 2, 3):
+        await publish(rds, message(key, seq, alice))
+    # A message accepted but not yet on the stream must stay pending.
+    not_yet = encode(message(key, 4, bob))
+    await rds.zadd(keys.dialog_pending(key.id), {not_yet: 4})
+    assert await rds.zcard(keys.dialog_pending(key.id)) == 4
+
+    async with running(settings) as worker:
+        await eventually(drained(rds), worker, what="the stream is drained")
+
+    assert [r["seq"] for r in await rows(db, key)] == [1, 2, 3]
+    assert await rds.zrange(keys.dialog_pending(key.id), 0, -1) == [not_yet]
+
+
+async def test_the_same_message_twice_is_stored_once(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
+) -> None:
+    alice, bob = users[:2]
+    key = await dialog(db, alice, bob)
+    msg = message(key, 1, alice)
+    # Twice in one batch...
+    await publish(rds, msg)
+    await publish(rds, msg)
+    async with running(settings) as worker:
+        await eventually(drained(rds), worker, what="the first two copies are stored")
+        # ...and once more after it is in the table.
+        await publish(rds, msg)
+        await eventually(drained(rds), worker, what="the third copy is handled")
+
+    stored = await rows(db, key)
+    assert [(r["seq"], r["id"]) for r in stored] == [(1, uuid.UUID(msg.id))]
+    assert await rds.zcard(keys.dialog_pending(key.id)) == 0
+    await assert_all_acknowledged(rds)
+    assert await dead_letters(rds) == []
+
+
+async def test_one_batch_across_several_dialogs(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
+) -> None:
+    a, b, c, d = users
+    dialogs = [await dialog(db, x, y) for x, y in ((a, b), (a, c), (b, c), (c, d))]
+    sent: dict[DialogKey, list[str]] = {key: [] for key in dialogs}
+    # Interleaved, as concurrent conversations reach the stream.
+    for seq in range(1, 51):
+        for key in dialogs:
+            msg = message(key, seq, key.lo if seq % 2 else key.hi)
+            sent[key].append(msg.id)
+            await publish(rds, msg)
+
+    async with running(settings) as worker:
+        await eventually(drained(rds), worker, what="the stream is drained")
+
+    for key in dialogs:
+        stored = await rows(db, key)
+        assert [r["seq"] for r in stored] == list(range(1, 51))
+        assert [str(r["id"]) for r in stored] == sent[key]
+        assert [r["sender_id"] for r in stored] == [key.lo if s % 2 else key.hi for s in range(1, 51)]
+        assert await rds.zcard(keys.dialog_pending(key.id)) == 0
+    await assert_all_acknowledged(rds)
+
+
+async def test_a_dialog_without_a_table_is_dead_lettered_and_the_others_stored(
+    fast: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
+) -> None:
+    alice, bob, carol = users[:3]
+    good = await dialog(db, alice, bob)
+    missing = DialogKey.of(alice, carol)
+    lost = [message(missing, 1, alice), message(missing, 2, carol)]
+    for seq in (1, 2, 3):
+        await publish(rds, message(good, seq, alice))
+        if seq <= len(lost):
+            await publish(rds, lost[seq - 1])
+
+    async def two_dead() -> bool:
+        return len(await dead_letters(rds)) == 2
+
+    async with running(fast) as worker:
+        await eventually(two_dead, worker, what="both messages of the tableless dialog are dead-lettered")
+        await eventually(drained(rds), worker, what="the stream is drained")
+
+    assert [r["seq"] for r in await rows(db, good)] == [1, 2, 3]
+    dead = await dead_letters(rds)
+    assert sorted(d[b"e"] for d in dead) == sorted(encode(m) for m in lost)
+    for entry in dead:
+        assert entry[b"stream"] == keys.MESSAGES.encode()
+        assert entry[b"deliveries"] == str(fast.max_deliveries).encode()
+        assert b"UndefinedTableError" in entry[b"reason"]
+        assert missing.table_name.encode() in entry[b"reason"]
+    # Not stored, so still pending: history keeps showing them.
+    assert await rds.zcard(keys.dialog_pending(missing.id)) == 2
+    assert await rds.zcard(keys.dialog_pending(good.id)) == 0
+    await assert_all_acknowledged(rds)
+
+
+async def test_a_message_of_an_unknown_sender_is_dead_lettered_and_its_dialog_stored(
+    fast: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
+) -> None:
+    alice, bob = users[:2]
+    key = await dialog(db, alice, bob)
+    ghost = message(key, 2, 999)
+    await publish(rds, message(key, 1, alice))
+    await publish(rds, ghost)
+    await publish(rds, message(key, 3, bob))
+
+    async def one_dead() -> bool:
+        return len(await dead_letters(rds)) == 1
+
+    async with running(fast) as worker:
+        await eventually(one_dead, worker, what="the ghost's message is dead-lettered")
+        await eventually(drained(rds), worker, what="the stream is drained")
+
+    assert [r["seq"] for r in await rows(db, key)] == [1, 3]
+    [dead] = await dead_letters(rds)
+    assert dead[b"e"] == encode(ghost)
+    assert b"ForeignKeyViolationError" in dead[b"reason"]
+    assert await rds.zrange(keys.dialog_pending(key.id), 0, -1) == [encode(ghost)]
+    await assert_all_acknowledged(rds)
+
+
+async def test_undecodable_entries_are_dead_lettered_at_once(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
+) -> None:
+    alice, bob = users[:2]
+    key = await dialog(db, alice, bob)
+    good = message(key, 1, alice)
+    not_json = b"{not json"
+    bad_dialog = msgspec.json.encode(msgspec.structs.replace(message(key, 2, alice), dialog_id=f"{bob}_{alice}"))
+    bad_id = msgspec.json.encode(msgspec.structs.replace(message(key, 3, alice), id="not-a-uuid"))
+    bad_time = msgspec.json.encode(msgspec.structs.replace(message(key, 4, alice), sent_at="yesterday"))
+    huge_seq = msgspec.json.encode(msgspec.structs.replace(message(key, 5, alice), seq=2**63))
+    raw = [not_json, bad_dialog, bad_id, bad_time, huge_seq]
+    for data in raw:
+        await publish_raw(rds, data)
+    await publish(rds, good)
+
+    async with running(settings) as worker:
+        await eventually(drained(rds), worker, what="the stream is drained")
+
+    assert [r["seq"] for r in await rows(db, key)] == [1]
+    dead = await dead_letters(rds)
+    assert [d[b"e"] for d in dead] == raw
+    assert all(d[b"reason"].startswith(b"undecodable") and d[b"deliveries"] == b"1" for d in dead)
+    await assert_all_acknowledged(rds)
+
+
+async def test_two_workers_store_every_message_exactly_once(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
+) -> None:
+    a, b, c, _ = users
+    dialogs = [await dialog(db, x, y) for x, y in ((a, b), (a, c), (b, c))]
+    small = settings.with_overrides(storage_batch_size=20)
+    sent: dict[DialogKey, set[uuid.UUID]] = {key: set() for key in dialogs}
+
+    async with running(small, "storage-a") as one, running(small, "storage-b") as two:
+        for seq in range(1, 101):
+            for key in dialogs:
+                msg = message(key, seq, key.lo)
+                sent[key].add(uuid.UUID(msg.id))
+                await publish(rds, msg)
+        await eventually(drained(rds), one, two, what="the stream is drained")
+
+    for key in dialogs:
+        stored = await rows(db, key)
+        assert [r["seq"] for r in stored] == list(range(1, 101))
+        assert {r["id"] for r in stored} == sent[key]
+        assert await rds.zcard(keys.dialog_pending(key.id)) == 0
+    await assert_all_acknowledged(rds)
+    assert await dead_letters(rds) == []
+
+
+async def test_stopping_mid_batch_loses_nothing(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
+) -> None:
+    a, b, c, d = users
+    dialogs = [await dialog(db, x, y) for x, y in ((a, b), (c, d))]
+    # Entries a stopped worker had read but not acknowledged are claimed after claim_idle_ms;
+    # enough deliveries that being interrupted never dead-letters one.
+    quick = settings.with_overrides(claim_idle_ms=200, max_deliveries=100, storage_batch_size=50)
+    for seq in range(1, 301):
+        for key in dialogs:
+            await publish(rds, message(key, seq, key.hi))
+
+    for round_ in range(6):
+        async with running(quick, f"storage-{round_}"):
+            # Not a timing assertion: just stop the worker at varied points of its work.
+            await asyncio.sleep(0.01 * round_)
+    async with running(quick) as worker:
+        await eventually(drained(rds), worker, what="the stream is drained")
+
+    for key in dialogs:
+        assert [r["seq"] for r in await rows(db, key)] == list(range(1, 301))
+        assert await rds.zcard(keys.dialog_pending(key.id)) == 0
+    await assert_all_acknowledged(rds)
+    assert await dead_letters(rds) == []
