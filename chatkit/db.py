@@ -17,11 +17,13 @@ log = logging.getLogger(__name__)
 SCHEMA_LOCK_KEY = 0x63686174  # "chat"
 
 # Errors that mean "the server is not there right now", as opposed to a bad query.
+# Not asyncpg.InterfaceError as a whole: its subclass DataError means bad input, and retrying
+# bad input as if the server were away would never end.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
+    asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,
     ConnectionError,
     asyncio.TimeoutError,
@@ -39,6 +41,10 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, wait_s
             )
             return pool
         except CONNECTION_ERRORS as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A stop request that arrived mid-connect can surface as a connection error.
+                raise asyncio.CancelledError from exc
             if asyncio.get_running_loop().time() >= deadline:
                 raise Unavailable(f"PostgreSQL at {_redact(dsn)} unreachable: {exc}") from exc
             log.warning("PostgreSQL not reachable yet (%s); retrying in %.2fs", exc, delay)

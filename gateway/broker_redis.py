@@ -67,8 +67,30 @@ class RedisBroker:
         channels = sorted(self._channels)
         for start in range(0, len(channels), SUBSCRIBE_CHUNK):
             writer.write(pack("SUBSCRIBE", *channels[start:start + SUBSCRIBE_CHUNK]))
+        # Subscribed only once Redis says so: a PING behind the SUBSCRIBEs comes back after
+        # them, and a link that accepts bytes but delivers none never gets that far.
+        writer.write(pack("PING", "ready"))
         await writer.drain()
+        try:
+            await asyncio.wait_for(self._until_pong(reader, b"ready"), PROBE_SECONDS)
+        except BaseException:
+            self._close()
+            raise
         self._up = True
+
+    async def _until_pong(self, reader: asyncio.StreamReader, token: bytes) -> None:
+        while True:
+            data = await reader.read(1 << 16)
+            if not data:
+                raise EOFError("connection closed by the server")
+            self._parser.feed(data)
+            while (reply := self._parser.gets()) is not False:
+                if isinstance(reply, list) and reply[:2] == [b"pong", token]:
+                    # Whatever came in the same read after the pong is kept too.
+                    while (rest := self._parser.gets()) is not False:
+                        self._take(rest)
+                    return
+                self._take(reply)
 
     async def disconnect(self) -> None:
         self._up = False
@@ -134,7 +156,7 @@ class RedisBroker:
         while True:
             try:
                 await self.connect()
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, EOFError, hiredis.ProtocolError) as exc:
                 log.warning("pub/sub reconnect failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
