@@ -78,7 +78,10 @@ async def test_sync_during_a_stream_of_messages_has_no_gap_or_duplicate(stack: S
         try:
             push: dict[str, Any] = await bob.next_push()
         except TimeoutError:
-            raise AssertionError(f"stuck: sync {from_sync[:3]}..{from_sync[-3:]} pos {synced['dialogs']} live {live[:5]}..{live[-5:]} n={len(live)}") from None
+            raise AssertionError(
+                f"stuck: synced {from_sync[:3]}..{from_sync[-3:]} up to {synced['dialogs']}, "
+                f"live {live[:5]}..{live[-5:]} ({len(live)})"
+            ) from None
         assert push["type"] == "message", push
         live.append(push["message"]["seq"])
     await sending
