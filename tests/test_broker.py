@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
@@ -18,12 +17,8 @@ from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
-async def publisher(settings: Settings) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(settings.redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
+def publisher(rds: redis.asyncio.Redis) -> redis.asyncio.Redis:
+    return rds
 
 
 async def open_broker(url: str, *channels: str) -> RedisBroker:
