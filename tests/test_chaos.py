@@ -10,13 +10,16 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import pytest
 import redis.asyncio
 
 from chatkit import keys
+from chatkit.dialogs import DialogKey
 from tests.chaos_client import Participant
+from tests.messages import message, publish
 from tests.processes import ProcessStack
 
 pytestmark = pytest.mark.timeout(150)
@@ -164,12 +167,28 @@ async def run_with_fault(stack: ProcessStack, fault: Callable[[], Awaitable[None
 
 
 async def test_storage_worker_killed_mid_batch(chaos: ProcessStack) -> None:
-    async def fault() -> None:
-        chaos.kill("storage_worker-1")
-        await asyncio.sleep(1)
-        chaos.start("storage_worker-3", "storage_worker")
+    rds = redis.asyncio.Redis.from_url(chaos.settings.redis_url)
+    try:
+        # A poison entry among the traffic: a dialog whose table does not exist.
+        poison = await publish(rds, message(DialogKey(900_001, 900_002), 1, 900_001))
 
-    await run_with_fault(chaos, fault)
+        async def fault() -> None:
+            chaos.kill("storage_worker-1")
+            await asyncio.sleep(1)
+            chaos.start("storage_worker-3", "storage_worker")
+
+        await run_with_fault(chaos, fault)
+        dead: list[dict[bytes, bytes]] = []
+        for _ in range(200):
+            entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await rds.xrange(keys.DEAD_LETTERS))
+            dead = [fields for _, fields in entries]
+            if dead:
+                break
+            await asyncio.sleep(0.1)
+        assert [fields[b"id"] for fields in dead] == [poison]
+        assert b"does not exist" in dead[0][b"reason"]
+    finally:
+        await rds.aclose()
 
 
 async def test_chat_service_replica_killed(chaos: ProcessStack) -> None:
