@@ -1,8 +1,14 @@
 """Connections held by this gateway, and which user each belongs to.
 
-Each connection has a bounded outgoing queue drained by its own writer task, so a client that
-stops reading can neither block delivery to others nor grow the gateway's memory: when its
-queue is full it is closed with code 4008 and must `sync` when it comes back."""
+A connection writes each frame straight to its socket when nothing is waiting to go out (see
+gateway/inline.py); only while the transport is paused do frames wait, in a bounded deque
+drained by a writer task that exists just for that time. So a client that stops reading can
+neither block delivery to others nor grow the gateway's memory: when ``queue_limit`` frames wait
+it is closed with code 4008 and must `sync` when it comes back.
+
+An idle connection is most of what a gateway holds (10,000 of them per process), so it is kept
+small: ``__slots__``, and the sync bookkeeping (gate, positions, live seqs) and the deque are
+created only when first needed."""
 
 from __future__ import annotations
 
@@ -10,13 +16,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
-import msgspec
-from starlette.websockets import WebSocket
-
-from chatkit.wire import Synced, UserRef
+from chatkit.wire import UserRef
+from gateway.inline import Step, first_step, resume
+from gateway.sync_gate import Held, SyncGate, without_held
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +30,9 @@ log = logging.getLogger(__name__)
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_GOING_AWAY = 1001
 
-
-Abort = Callable[[WebSocket], bool]
+Scope = MutableMapping[str, Any]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Abort = Callable[[Scope], bool]
 
 # Live seqs remembered per dialog on one connection, to keep a sync from repeating them.
 LIVE_SEQS_KEPT = 1024
@@ -35,43 +42,66 @@ CLOSE_GRACE_SECONDS = 2.0
 
 
 class Connection:
-    def __init__(self, conn_id: str, websocket: WebSocket, queue_limit: int, abort: Abort) -> None:
+    __slots__ = (
+        "_abort", "_closer", "_complete", "_gate", "_limit", "_live", "_pending", "_send", "_writer",
+        "closing", "id", "scope", "user",
+    )
+
+    def __init__(self, conn_id: str, scope: Scope, send: Send, queue_limit: int, abort: Abort) -> None:
         self.id = conn_id
-        self.websocket = websocket
+        self.scope = scope
+        self._send = send
         self._abort = abort
+        self._limit = queue_limit
         self.user: UserRef | None = None
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=queue_limit)
-        self._writer = asyncio.create_task(self._write(), name=f"writer-{conn_id}")
         self.closing = False
         self._closer: asyncio.Task[None] | None = None
-        # While a `sync` is in flight, live events wait here (see SyncGate).
-        self.gate = SyncGate()
-        # What this connection has, so that nothing reaches it twice: per dialog, the seq it
-        # is complete up to (from sync), and the seqs pushed live above that.
-        self.complete: dict[str, int] = {}
-        self.live: dict[str, set[int]] = {}
+        # Frames waiting while the transport is paused, and the task writing them.
+        self._pending: deque[bytes] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        # While a `sync` is in flight, live events wait in the gate (see SyncGate). What this
+        # connection has, so that nothing reaches it twice: per dialog, the seq it is complete
+        # up to (from sync), and the seqs pushed live above that.
+        self._gate: SyncGate | None = None
+        self._complete: dict[str, int] | None = None
+        self._live: dict[str, set[int]] | None = None
 
     def push(self, frame: bytes) -> None:
-        """Queue one encoded frame; a client too slow to take it is disconnected."""
+        """Send one encoded frame, or queue it behind those waiting; a client too slow to take
+        them is disconnected."""
         if self.closing:
             return
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        if self._writer is None:
+            self._write_now(frame)
+            return
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = deque()
+        if len(pending) >= self._limit:
             log.warning("connection %s stopped reading; closing it", self.id)
             self.close(CLOSE_SLOW_CONSUMER, "too slow: reconnect and sync", force=True)
+            return
+        pending.append(frame)
+
+    def begin_sync(self) -> None:
+        if self._gate is None:
+            self._gate = SyncGate()
+        self._gate.begin()
 
     def deliver_event(self, item: Held) -> None:
         """A live event: held back while a sync is in flight, dropped if this connection
-        already has it, else queued."""
-        if self.gate.holding:
-            if not self.gate.hold(item, self._queue.maxsize):
+        already has it, else sent."""
+        gate = self._gate
+        if gate is not None and gate.holding:
+            if not gate.hold(item, self._limit):
                 self.close(CLOSE_SLOW_CONSUMER, "too slow: reconnect and sync", force=True)
             return
         if item.dialog_id is not None and item.seq is not None:
-            if item.seq <= self.complete.get(item.dialog_id, 0):
+            if self._complete is not None and item.seq <= self._complete.get(item.dialog_id, 0):
                 return
-            seen = self.live.setdefault(item.dialog_id, set())
+            if self._live is None:
+                self._live = {}
+            seen = self._live.setdefault(item.dialog_id, set())
             if item.seq in seen:
                 return
             if len(seen) >= LIVE_SEQS_KEPT:
@@ -84,21 +114,34 @@ class Connection:
     def sync_reply(self, frame: bytes, positions: dict[str, int]) -> None:
         """Send a sync reply without what this connection already got live, then release the
         events held while it was in flight."""
-        self.push(_without_held(frame, self.complete, self.live))
+        complete = self._complete if self._complete is not None else {}
+        live = self._live if self._live is not None else {}
+        self.push(without_held(frame, complete, live))
         for dialog_id, seq in positions.items():
-            complete = max(seq, self.complete.get(dialog_id, 0))
-            self.complete[dialog_id] = complete
-            seen = self.live.get(dialog_id)
+            upto = complete[dialog_id] = max(seq, complete.get(dialog_id, 0))
+            seen = live.get(dialog_id)
             if seen is not None:
-                seen.difference_update([s for s in seen if s <= complete])
+                seen.difference_update([s for s in seen if s <= upto])
                 if not seen:
-                    del self.live[dialog_id]
-        for item in self.gate.release(positions):
-            self.deliver_event(item)
+                    del live[dialog_id]
+        if complete and self._complete is None:
+            self._complete = complete
+        if not live:
+            self._live = None
+        self._release(positions)
 
     def abort_sync(self) -> None:
         """The sync never reached a service: release what it held, unfiltered."""
-        for item in self.gate.release({}):
+        self._release({})
+
+    def _release(self, positions: dict[str, int]) -> None:
+        gate = self._gate
+        if gate is None:
+            return
+        released = gate.release(positions)
+        if not gate.holding:
+            self._gate = None  # back to idle: the next sync gets a fresh one
+        for item in released:
             self.deliver_event(item)
 
     def close(self, code: int, reason: str, *, force: bool = False) -> None:
@@ -106,8 +149,7 @@ class Connection:
         taken the close within the grace period (it may have stopped reading)."""
         if self.closing:
             return
-        self.closing = True
-        self._writer.cancel()
+        self._stop_writing()
         self._closer = asyncio.create_task(self._close(code, reason, force))
 
     @property
@@ -116,97 +158,53 @@ class Connection:
 
     async def finish(self) -> None:
         """Stop writing (the socket is gone or going)."""
-        self.closing = True
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._writer
+        writer = self._writer
+        self._stop_writing()
+        if writer is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
 
-    async def _write(self) -> None:
-        send = self.websocket.send_text
+    def _stop_writing(self) -> None:
+        self.closing = True
+        self._pending = None
+        if self._writer is not None:
+            self._writer.cancel()
+
+    def _write_now(self, frame: bytes) -> None:
         try:
-            while True:
-                frame = await self._queue.get()
-                if frame is None:
-                    return
-                await send(frame.decode())
+            started = first_step(self._send({"type": "websocket.send", "text": frame.decode()}))
+        except Exception as exc:  # the socket went away under us; the reader will notice
+            log.debug("write to %s failed: %s", self.id, exc)
+            return
+        if started is not None:  # the transport is paused: the rest waits in a task
+            self._writer = asyncio.create_task(self._drain(*started))
+
+    async def _drain(self, step: Step, blocked: Any) -> None:
+        try:
+            await resume(step, blocked)
+            while self._pending:
+                frame = self._pending.popleft()
+                await self._send({"type": "websocket.send", "text": frame.decode()})
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the socket went away under us; the reader will notice
             log.debug("write to %s failed: %s", self.id, exc)
+        finally:
+            self._writer = None
+            self._pending = None
 
     async def _close(self, code: int, reason: str, force: bool) -> None:
         try:
-            await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_GRACE_SECONDS)
+            await asyncio.wait_for(
+                self._send({"type": "websocket.close", "code": code, "reason": reason}), CLOSE_GRACE_SECONDS
+            )
         except Exception as exc:  # timed out, or already gone
             log.debug("close of %s: %r", self.id, exc)
         if force:
             # A graceful close waits for the send buffer to drain, which a peer that stopped
             # reading never lets happen: give it the grace period, then drop the connection.
             await asyncio.sleep(CLOSE_GRACE_SECONDS)
-            self._abort(self.websocket)
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    frame: bytes
-    dialog_id: str | None
-    seq: int | None
-
-
-class SyncGate:
-    """Closes the seam between a `sync` reply and live messages. Live message events that
-    arrive while a sync is in flight are held; when the reply comes, those it already covered
-    (seq at or below its position for the dialog) are dropped and the rest follow it."""
-
-    def __init__(self) -> None:
-        self.in_flight = 0
-        self._held: list[Held] = []
-
-    @property
-    def holding(self) -> bool:
-        return self.in_flight > 0
-
-    def begin(self) -> None:
-        self.in_flight += 1
-
-    def hold(self, item: Held, limit: int) -> bool:
-        if len(self._held) >= limit:
-            return False
-        self._held.append(item)
-        return True
-
-    def release(self, positions: dict[str, int]) -> list[Held]:
-        """Events to send now that one sync has been answered (none while others are out)."""
-        self.in_flight = max(0, self.in_flight - 1)
-        if self.in_flight:
-            return []
-        held, self._held = self._held, []
-        return [
-            item for item in held
-            if item.seq is None or item.dialog_id is None or item.seq > positions.get(item.dialog_id, -1)
-        ]
-
-
-_decode_synced = msgspec.json.Decoder(Synced).decode
-_encode = msgspec.json.Encoder().encode
-
-
-def _without_held(frame: bytes, complete: dict[str, int], live: dict[str, set[int]]) -> bytes:
-    """The sync reply minus the messages this connection already has."""
-    if not live and not complete:
-        return frame
-    try:
-        synced = _decode_synced(frame)
-    except msgspec.ValidationError:
-        return frame  # an error reply
-    kept = [
-        m for m in synced.messages
-        if m.seq > complete.get(m.dialog_id, 0) and m.seq not in live.get(m.dialog_id, ())
-    ]
-    if len(kept) == len(synced.messages):
-        return frame
-    synced.messages = kept
-    return _encode(synced)
+            self._abort(self.scope)
 
 
 OnUserChange = Callable[[int], Awaitable[None]]
@@ -225,8 +223,8 @@ class Registry:
         self._on_first = on_first
         self._on_last = on_last
 
-    def add(self, websocket: WebSocket, queue_limit: int, abort: Abort) -> Connection:
-        conn = Connection(f"{self.gateway_id}.{next(self._ids)}", websocket, queue_limit, abort)
+    def add(self, scope: Scope, send: Send, queue_limit: int, abort: Abort) -> Connection:
+        conn = Connection(f"{self.gateway_id}.{next(self._ids)}", scope, send, queue_limit, abort)
         self.connections[conn.id] = conn
         return conn
 

@@ -7,10 +7,10 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from chatkit import keys
 from chatkit.autopipeline import AutoPipeline
@@ -19,13 +19,17 @@ from chatkit.redis_client import REDIS_DOWN, connect
 from chatkit.settings import Settings
 from chatkit.wire import Sync
 from gateway.broker_redis import RedisBroker
-from gateway.connections import CLOSE_GOING_AWAY, CLOSE_GRACE_SECONDS, Connection, Registry
+from gateway.connections import CLOSE_GOING_AWAY, CLOSE_GRACE_SECONDS, Connection, Registry, Scope, Send
 from gateway.protocol import Forward, error_frame, route
 from gateway.relay import Relay
 
 log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+BINARY_FRAME_ERROR = error_frame("bad_frame", "expected a text frame, got a binary one")
 
 # Requests nobody consumed (all replicas of a service down for long) are dropped past this;
 # their clients have timed out long before.
@@ -74,35 +78,41 @@ class GatewayNode:
         except REDIS_DOWN:  # OSError covers TimeoutError too
             return False
 
-    def abort_transport(self, websocket: WebSocket) -> bool:
+    def abort_transport(self, scope: Scope) -> bool:
         """Drop a connection at the TCP level. A close frame to a peer that stopped reading
         never leaves the send buffer, and ASGI has no abort; without this the socket and its
         buffered frames would stay until the peer's TCP stack gave up."""
-        # The peer address names the TCP connection (the app's scope is a copy of uvicorn's).
-        client = websocket.scope.get("client")
+        # The peer address names the TCP connection.
+        client = scope.get("client")
         for protocol in list(getattr(self.server_state, "connections", ())):
-            scope = getattr(protocol, "scope", None)
-            if isinstance(scope, dict) and scope.get("type") == "websocket" and scope.get("client") == client:
+            own = getattr(protocol, "scope", None)
+            if isinstance(own, dict) and own.get("type") == "websocket" and own.get("client") == client:
                 protocol.transport.abort()
                 log.info("aborted the connection of %s", client)
                 return True
         return False  # already closed
 
-    async def serve_socket(self, websocket: WebSocket) -> None:
-        await websocket.accept()
-        conn = self.registry.add(websocket, self.settings.send_queue_limit, self.abort_transport)
+    async def serve_socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One `/ws` connection, on the bare ASGI callables (see gateway/app.py)."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        # The handshake's headers are not read past this point; uvicorn keeps the scope for
+        # the connection's life, so letting them go saves about 1 KB per connection.
+        scope["headers"] = ()
+        await send({"type": "websocket.accept"})
+        conn = self.registry.add(scope, send, self.settings.send_queue_limit, self.abort_transport)
         try:
             while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    text = message.get("text")
+                    if text is None:
+                        conn.push(BINARY_FRAME_ERROR)
+                        continue
+                    await self._on_frame(conn, text)
+                elif kind == "websocket.disconnect":
                     break
-                text = message.get("text")
-                if text is None:
-                    conn.push(error_frame("bad_frame", "expected a text frame, got a binary one"))
-                    continue
-                await self._on_frame(conn, text)
-        except WebSocketDisconnect:
-            pass
         finally:
             await self.registry.remove(conn)
 
@@ -114,7 +124,7 @@ class GatewayNode:
         request = Request(gateway=self.id, conn=conn.id, user=conn.user, frame=action.frame)
         is_sync = isinstance(action.frame, Sync)
         if is_sync:
-            conn.gate.begin()
+            conn.begin_sync()
         # Not awaited: the pipeline keeps this connection's frames in order, and the next
         # frame need not wait for this one's round trip. A deep backlog is the exception.
         added = self.pipeline.call(

@@ -11,7 +11,8 @@ from chatkit import keys
 from chatkit.envelopes import ConnReply, UserEvent
 from chatkit.wire import Resync
 from gateway.broker import Broker, Delivery, Resubscribed
-from gateway.connections import Held, Registry
+from gateway.connections import Registry
+from gateway.sync_gate import Held
 
 log = logging.getLogger(__name__)
 

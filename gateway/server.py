@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uvicorn
-from fastapi import FastAPI
 
 from chatkit.settings import Settings
-from gateway.app import create_app
+from gateway.app import GatewayApp, create_app
 
 # Client frames are small; a 64 KiB cap keeps one hostile frame from costing megabytes.
 MAX_FRAME_BYTES = 64 * 1024
@@ -18,8 +17,8 @@ def build_server(settings: Settings, **overrides: object) -> uvicorn.Server:
     config = uvicorn_config(settings, **overrides)
     server = uvicorn.Server(config)
     app = config.app
-    assert isinstance(app, FastAPI)
-    app.state.node.server_state = server.server_state
+    assert isinstance(app, GatewayApp)
+    app.node.server_state = server.server_state
     return server
 
 
