@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 
 import asyncpg
 from redis.asyncio import Redis
@@ -22,12 +23,21 @@ from chatkit.errors import Unavailable
 from chatkit.redis_client import REDIS_DOWN, connect
 from chatkit.settings import Settings
 from chatkit.streams import Entry, StreamConsumer, ensure_group
+from storage_worker import sql
 from storage_worker.batch import DialogBatch, group
 from storage_worker.outage import Outage, raise_if_cancelled
 from storage_worker.stats import Counts, Stats
-from storage_worker.writer import StoreResult, is_outage, store
+from storage_worker.trim import Trimmer
+from storage_worker.writer import StoreResult, Writer, describe, is_outage
 
 log = logging.getLogger(__name__)
+
+# How often acknowledged entries are trimmed from the messages stream.
+TRIM_INTERVAL_SECONDS = 5.0
+# Batches in flight at once, each lane with a connection of its own.
+LANES = 2
+# One connection per lane, and one for start-up.
+POOL_SIZE = LANES + 1
 
 
 async def serve(settings: Settings) -> None:
@@ -47,7 +57,7 @@ async def open_database(settings: Settings) -> asyncpg.Pool:
     outage = Outage("PostgreSQL")
     while True:
         try:
-            pool = await create_pool(settings.database_url)
+            pool = await create_pool(settings.database_url, max_size=POOL_SIZE)
         except Unavailable as exc:
             outage.down(exc)
             await outage.pause()
@@ -56,6 +66,8 @@ async def open_database(settings: Settings) -> asyncpg.Pool:
             raise_if_cancelled()
             # The worker never creates dialog tables, but their foreign key needs `users`.
             await apply_schema(pool)
+            async with pool.acquire() as conn:
+                await sql.install(conn)
             raise_if_cancelled()
         except CONNECTION_ERRORS as exc:
             await close_pool(pool)
@@ -86,38 +98,51 @@ class StorageWorker:
             redis, keys.MESSAGES, keys.STORAGE_GROUP, settings.instance,
             claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
         )
+        self.trimmer = Trimmer(redis, keys.MESSAGES, TRIM_INTERVAL_SECONDS)
         self.redis_outage = Outage("Redis")
         self.pg_outage = Outage("PostgreSQL")
         self.stats = Stats()
 
     async def run(self) -> None:
-        while True:
-            try:
-                await ensure_group(self.redis, keys.MESSAGES, keys.STORAGE_GROUP)
-                await self._consume()
-            except REDIS_DOWN as exc:
-                # Whatever the current batch had not acknowledged stays pending and is claimed
-                # again later.
-                self.redis_outage.down(exc)
-                await self.redis_outage.pause()
+        # Lanes read and write independently (the group hands each read different entries),
+        # so one batch is decoded and acknowledged while another is being written: Python and
+        # PostgreSQL work side by side instead of taking turns.
+        async with asyncio.TaskGroup() as lanes:
+            for _ in range(LANES):
+                lanes.create_task(self._lane(Writer(self.pool)))
 
-    async def _consume(self) -> None:
+    async def _lane(self, writer: Writer) -> None:
+        try:
+            while True:
+                try:
+                    await ensure_group(self.redis, keys.MESSAGES, keys.STORAGE_GROUP)
+                    await self._consume(writer)
+                except REDIS_DOWN as exc:
+                    # Whatever the current batch had not acknowledged stays pending and is
+                    # claimed again later.
+                    self.redis_outage.down(exc)
+                    await self.redis_outage.pause()
+        finally:
+            await writer.drop()
+
+    async def _consume(self, writer: Writer) -> None:
         while True:
             raise_if_cancelled()
             entries = await self.consumer.read(self.settings.storage_batch_size)
             self.redis_outage.up()
             if entries:
-                await self.handle(entries)
+                await self.handle(entries, writer)
+            await self.trimmer.maybe_trim()
             self.stats.maybe_log()
 
-    async def handle(self, entries: list[Entry]) -> None:
-        """Store one batch: bad entries parked, each dialog written, the stored ones acknowledged."""
+    async def handle(self, entries: list[Entry], writer: Writer) -> None:
+        """Store one batch: bad entries parked, every dialog written, the stored ones acknowledged."""
         started = time.monotonic()
         grouped = group(entries)
         for entry, reason in grouped.bad:
             # Undecodable now means undecodable forever: no point retrying.
             await self.consumer.dead_letter(entry, reason)
-        results = await self._store_all(grouped.batches)
+        results = await self._write(writer, grouped.batches)
         await self._acknowledge(results)
         counts = Counts(batches=1, entries=len(entries), dead=len(grouped.bad))
         for result in results:
@@ -127,27 +152,21 @@ class StorageWorker:
             counts.failed += len(result.failed)
         self.stats.batch(counts, len(grouped.batches), time.monotonic() - started)
 
-    async def _store_all(self, batches: list[DialogBatch]) -> list[StoreResult]:
-        # Dialogs are written side by side, as many at once as the pool has connections.
-        async with asyncio.TaskGroup() as tasks:
-            pending = [tasks.create_task(self._store(batch)) for batch in batches]
-        return [task.result() for task in pending]
-
-    async def _store(self, batch: DialogBatch) -> StoreResult:
-        """Write one dialog, waiting out a PostgreSQL outage: nothing is acknowledged meanwhile,
-        so the stream holds the backlog until the server is back."""
+    async def _write(self, writer: Writer, batches: list[DialogBatch]) -> list[StoreResult]:
+        """Write every dialog of the batch, waiting out a PostgreSQL outage: nothing is
+        acknowledged meanwhile, so the stream holds the backlog until the server is back."""
         while True:
             try:
-                result = await store(self.pool, batch)
+                results = await writer.write(batches)
             except Exception as exc:
                 if not is_outage(exc):
-                    log.exception("dialog %s: unexpected failure storing %d messages", batch.key.id, len(batch.items))
-                    return StoreResult(batch.key, failed=[(item, repr(exc)) for item in batch.items])
+                    log.exception("unexpected failure storing %d dialogs", len(batches))
+                    return [StoreResult(b.key, failed=[(item, describe(exc)) for item in b.items]) for b in batches]
                 self.pg_outage.down(exc)
                 await self.pg_outage.pause()
                 continue
             self.pg_outage.up()
-            return result
+            return results
 
     async def _acknowledge(self, results: list[StoreResult]) -> None:
         """Acknowledge committed entries, retrying through a Redis outage: acknowledging later
@@ -171,8 +190,8 @@ class StorageWorker:
             pipe.xack(keys.MESSAGES, keys.STORAGE_GROUP, *ids)
             for result in results:
                 pending = keys.dialog_pending(result.key.id)
-                for item in result.stored:
-                    pipe.zremrangebyscore(pending, item.row.seq, item.row.seq)
+                for low, high in seq_runs(item.row.seq for item in result.stored):
+                    pipe.zremrangebyscore(pending, low, high)
             await pipe.execute()
 
     async def _retry_or_park(self, result: StoreResult) -> int:
@@ -189,3 +208,16 @@ class StorageWorker:
             log.warning("dialog %s: %d messages not stored, retrying later: %s",
                         result.key.id, len(result.failed) - parked, result.failed[0][1])
         return parked
+
+
+def seq_runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Stored seqs as runs of consecutive numbers, one ZREMRANGEBYSCORE each (usually one per
+    dialog). Only seqs that were all stored are ever spanned: a gap may be a message another
+    replica has not committed yet, and it must stay in the pending set until it is."""
+    runs: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs

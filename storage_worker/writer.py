@@ -1,30 +1,34 @@
-"""Writing one dialog's batch into its table, and telling entry failures from outages.
+"""Writing a batch, all its dialogs, in one round trip and one transaction, and telling entry
+failures from outages.
 
-A batch is one INSERT statement, so it commits (or not) on its own, as an implicit
-transaction, in one round trip: no BEGIN/COMMIT exchange, and one dialog's failure never
-holds up another's. ``ON CONFLICT DO NOTHING`` makes a redelivered message a no-op, which
-turns the stream's at-least-once delivery into effectively-once storage.
+The batch goes to :data:`storage_worker.sql.WRITE_BATCH` on a connection held across batches
+(no pool acquire and reset per batch). Normally that is one call without subtransactions. When
+it is refused, the same call runs again with each dialog isolated, which reports the failing
+dialogs or rows instead of aborting; and when even that call is refused as a whole (PostgreSQL
+rejected an argument, say a text with a NUL byte), the batch is split, dialog by dialog, then
+row by row, until only the culprits are left. ``ON CONFLICT DO NOTHING`` makes every retry, and
+every redelivered message, a no-op for rows already stored.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from asyncpg.exceptions import _base as asyncpg_base
 
 from chatkit.db import CONNECTION_ERRORS
 from chatkit.dialogs import DialogKey
+from storage_worker import sql
 from storage_worker.batch import DialogBatch, Item
 
 log = logging.getLogger(__name__)
 
-_INSERT = (
-    "INSERT INTO {table} (seq, id, sent_at, sender_id, text)"
-    " SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[])"
-    " ON CONFLICT DO NOTHING"
-)
+# What a refused statement raises: a server error, or asyncpg refusing an argument client-side.
+STATEMENT_ERRORS = (asyncpg.PostgresError, asyncpg_base.DataError)
 
 
 @dataclass(slots=True)
@@ -45,35 +49,147 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, asyncpg_base.DataError)
 
 
-async def store(pool: asyncpg.Pool, batch: DialogBatch) -> StoreResult:
-    """Insert the batch; raises only when PostgreSQL is unreachable (see :func:`is_outage`)."""
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def reason_of(state: str, message: str) -> str:
+    """The reason as the driver would have worded it, e.g. "UndefinedTableError: ..."."""
+    # asyncpg's own SQLSTATE -> exception class table (asyncpg-stubs do not declare it).
+    cls = asyncpg_base.PostgresMessageMeta.get_message_class_for_sqlstate(state)  # type: ignore[attr-defined]
+    return f"{cls.__name__}: {message}"
+
+
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+class Writer:
+    """Holds one connection of the pool and writes batches through it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._conn: asyncpg.pool.PoolConnectionProxy | None = None
+
+    async def write(self, batches: list[DialogBatch]) -> list[StoreResult]:
+        """Store the batches; raises only when PostgreSQL is unreachable (see :func:`is_outage`),
+        after dropping the connection so the next call starts on a fresh one."""
+        if not batches:
+            return []
+        try:
+            conn = await self._connection()
+            return await _write(conn, batches)
+        except BaseException:
+            # Refused statements are handled inside; what gets here is a broken connection, a
+            # cancel mid-call or a bug, after which the connection's state is unknown.
+            await self.drop()
+            raise
+
+    async def drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+            await self.pool.release(conn)
+
+    async def _connection(self) -> asyncpg.pool.PoolConnectionProxy:
+        if self._conn is None:
+            self._conn = await self.pool.acquire()
+        return self._conn
+
+
+async def _write(conn: Connection, batches: list[DialogBatch]) -> list[StoreResult]:
     try:
-        inserted = await _insert(pool, batch)
-    except (asyncpg.PostgresError, asyncpg_base.DataError) as exc:
+        return await _call(conn, batches, isolate=False)
+    except STATEMENT_ERRORS as exc:
         if is_outage(exc):
             raise
-        return await _after_failure(pool, batch, exc)
-    return StoreResult(batch.key, stored=list(batch.items), inserted=inserted)
+        log.info("batch of %d dialogs refused (%s); retrying with each dialog isolated", len(batches), describe(exc))
+    return await _isolated(conn, batches)
 
 
-async def _after_failure(pool: asyncpg.Pool, batch: DialogBatch, exc: Exception) -> StoreResult:
-    reason = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, asyncpg.UndefinedTableError) or len(batch.items) == 1:
-        # A missing table fails every row alike; a single row is its own culprit.
-        return StoreResult(batch.key, failed=[(item, reason) for item in batch.items])
-    # Some row (a deleted sender, a text PostgreSQL refuses) spoiled the statement: store the
-    # others one by one, so only the culprit stays behind.
-    log.warning("dialog %s: batch of %d refused (%s); storing one by one", batch.key.id, len(batch.items), reason)
-    result = StoreResult(batch.key)
+async def _isolated(conn: Connection, batches: list[DialogBatch]) -> list[StoreResult]:
+    try:
+        return await _call(conn, batches, isolate=True)
+    except STATEMENT_ERRORS as exc:
+        if is_outage(exc):
+            raise
+        return await _split(conn, batches, exc)
+
+
+async def _split(conn: Connection, batches: list[DialogBatch], exc: Exception) -> list[StoreResult]:
+    """The call was refused as a whole: find the culprits by writing smaller parts."""
+    if len(batches) > 1:
+        return [result for batch in batches for result in await _isolated(conn, [batch])]
+    [batch] = batches
+    if len(batch.items) == 1:
+        return [StoreResult(batch.key, failed=[(batch.items[0], describe(exc))])]
+    log.warning("dialog %s: batch of %d refused (%s); storing one by one",
+                batch.key.id, len(batch.items), describe(exc))
+    merged = StoreResult(batch.key)
     for item in batch.items:
-        single = await store(pool, DialogBatch(batch.key, [item]))
-        result.stored += single.stored
-        result.failed += single.failed
-        result.inserted += single.inserted
-    return result
+        [single] = await _isolated(conn, [DialogBatch(batch.key, [item])])
+        merged.stored += single.stored
+        merged.failed += single.failed
+        merged.inserted += single.inserted
+    return [merged]
 
 
-async def _insert(pool: asyncpg.Pool, batch: DialogBatch) -> int:
-    status = await pool.execute(_INSERT.format(table=batch.key.table), *batch.columns())
-    # The status is "INSERT 0 <rows added>"; conflicting rows are not counted.
-    return int(status.rsplit(" ", 1)[-1])
+async def _call(conn: Connection, batches: list[DialogBatch], *, isolate: bool) -> list[StoreResult]:
+    args = (*arguments(batches), isolate)
+    try:
+        records = await conn.fetch(sql.WRITE_BATCH, *args)
+    except asyncpg.UndefinedFunctionError:
+        # Installed at start, but a database recreated or restored since then lacks them; left
+        # alone, this would pass for a refused batch and dead-letter good messages.
+        log.warning("storage functions missing; installing them again")
+        await sql.install(conn)
+        records = await conn.fetch(sql.WRITE_BATCH, *args)
+    return results(batches, records)
+
+
+def arguments(batches: list[DialogBatch]) -> tuple[list[Any], ...]:
+    """The function's array arguments: each dialog's lo, hi and last row index (1-based), then
+    the rows' columns, dialog after dialog."""
+    los: list[int] = []
+    his: list[int] = []
+    ends: list[int] = []
+    items = [item for batch in batches for item in batch.items]
+    end = 0
+    for batch in batches:
+        end += len(batch.items)
+        los.append(batch.key.lo)
+        his.append(batch.key.hi)
+        ends.append(end)
+    rows = [item.row for item in items]
+    return (
+        los, his, ends,
+        [r.seq for r in rows], [r.id for r in rows], [r.sent_at for r in rows],
+        [r.sender.id for r in rows], [r.text for r in rows],
+    )
+
+
+def results(batches: list[DialogBatch], records: list[asyncpg.Record]) -> list[StoreResult]:
+    """Turn the function's rows back into one result per dialog."""
+    out = [StoreResult(batch.key) for batch in batches]
+    failed_rows: dict[int, dict[int, str]] = {}
+    for dialog, item, inserted, state, reason in _rows(records):
+        index = dialog - 1
+        if state is None:
+            out[index].inserted += inserted
+        elif item is None:
+            # Every row of the dialog failed alike.
+            failed_rows[index] = {i: reason_of(state, reason) for i in range(len(batches[index].items))}
+        else:
+            failed_rows.setdefault(index, {})[item - 1] = reason_of(state, reason)
+    for index, (batch, result) in enumerate(zip(batches, out, strict=True)):
+        failed = failed_rows.get(index, {})
+        for i, entry in enumerate(batch.items):
+            if i in failed:
+                result.failed.append((entry, failed[i]))
+            else:
+                result.stored.append(entry)
+    return out
+
+
+def _rows(records: list[asyncpg.Record]) -> Iterator[tuple[int, int | None, int, str | None, str]]:
+    for record in records:
+        yield record[0], record[1], record[2], record[3], record[4]

@@ -1,0 +1,126 @@
+"""The server-side functions that write a whole batch, all its dialogs, in one round trip.
+
+A batch arrives as flat column arrays (rows grouped by dialog) plus each dialog's ``lo``, ``hi``
+and the index of its last row. Table names are built inside PostgreSQL from the two integers
+only, and quoted with ``%I``: no text from a message can ever reach an identifier.
+
+``isolate`` chooses between the two ways to run it. Without it (the normal case) nothing opens
+a subtransaction, so a batch of hundreds of dialogs costs no subtransaction ids; any error
+aborts the call. With it, each dialog runs in its own ``EXCEPTION`` block, so one dialog's
+failure (a missing table, a row PostgreSQL refuses) is reported, with its SQLSTATE and message,
+instead of undoing the others; a refused dialog is then written row by row so that only the
+culprit rows stay behind.
+
+The names carry a version: a replica running older code keeps calling the signature it knows.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from chatkit.db import SCHEMA_LOCK_KEY
+
+WRITE_BATCH = (
+    "SELECT dialog, item, inserted, state, reason"
+    " FROM storage_worker_write_v1($1::int[], $2::int[], $3::int[],"
+    " $4::bigint[], $5::uuid[], $6::timestamptz[], $7::int[], $8::text[], $9::boolean)"
+)
+
+FUNCTIONS = r"""
+-- One dialog's rows into chat_{lo}_{hi}; returns how many were new (conflicts are no-ops,
+-- which makes a redelivered message harmless).
+CREATE OR REPLACE FUNCTION storage_worker_insert_v1(
+    lo int, hi int, seqs bigint[], ids uuid[], sent_ats timestamptz[], senders int[], texts text[]
+) RETURNS int LANGUAGE plpgsql AS $fn$
+DECLARE
+    added int;
+BEGIN
+    EXECUTE format(
+        'INSERT INTO %I (seq, id, sent_at, sender_id, text)'
+        ' SELECT * FROM unnest($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
+        format('chat_%s_%s', lo, hi))
+    USING seqs, ids, sent_ats, senders, texts;
+    GET DIAGNOSTICS added = ROW_COUNT;
+    RETURN added;
+END
+$fn$;
+
+-- One dialog, its failure caught: a row (d, NULL, added, NULL, NULL) when stored; otherwise
+-- (d, NULL, 0, state, reason) when every row failed alike, or, after a row-by-row retry, a
+-- row (d, i, 0, state, reason) per refused row i (1-based) and (d, NULL, added, NULL, NULL).
+CREATE OR REPLACE FUNCTION storage_worker_isolated_v1(
+    d int, lo int, hi int, seqs bigint[], ids uuid[], sent_ats timestamptz[], senders int[], texts text[]
+) RETURNS TABLE (dialog int, item int, inserted int, state text, reason text)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    n int := array_length(seqs, 1);
+    total int := 0;
+    failed_state text;
+    failed_reason text;
+BEGIN
+    dialog := d;
+    BEGIN
+        inserted := storage_worker_insert_v1(lo, hi, seqs, ids, sent_ats, senders, texts);
+        RETURN NEXT;
+        RETURN;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE, failed_reason = MESSAGE_TEXT;
+    END;
+    -- A missing table (42P01) fails every row alike; a single row is its own culprit.
+    IF failed_state = '42P01' OR n = 1 THEN
+        inserted := 0; state := failed_state; reason := failed_reason;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    FOR i IN 1 .. n LOOP
+        BEGIN
+            total := total + storage_worker_insert_v1(
+                lo, hi, seqs[i:i], ids[i:i], sent_ats[i:i], senders[i:i], texts[i:i]);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE, failed_reason = MESSAGE_TEXT;
+            item := i; inserted := 0; state := failed_state; reason := failed_reason;
+            RETURN NEXT;
+        END;
+    END LOOP;
+    item := NULL; inserted := total; state := NULL; reason := NULL;
+    RETURN NEXT;
+END
+$fn$;
+
+-- A whole batch in one call and one transaction (one commit, one WAL flush). `ends` holds
+-- each dialog's last row index (1-based) in the row arrays.
+CREATE OR REPLACE FUNCTION storage_worker_write_v1(
+    los int[], his int[], ends int[],
+    seqs bigint[], ids uuid[], sent_ats timestamptz[], senders int[], texts text[], isolate boolean
+) RETURNS TABLE (dialog int, item int, inserted int, state text, reason text)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    first int := 1;
+    last int;
+BEGIN
+    FOR d IN 1 .. coalesce(array_length(los, 1), 0) LOOP
+        last := ends[d];
+        IF isolate THEN
+            RETURN QUERY SELECT * FROM storage_worker_isolated_v1(
+                d, los[d], his[d], seqs[first:last], ids[first:last], sent_ats[first:last],
+                senders[first:last], texts[first:last]);
+        ELSE
+            dialog := d; item := NULL; state := NULL; reason := NULL;
+            inserted := storage_worker_insert_v1(
+                los[d], his[d], seqs[first:last], ids[first:last], sent_ats[first:last],
+                senders[first:last], texts[first:last]);
+            RETURN NEXT;
+        END IF;
+        first := last + 1;
+    END LOOP;
+END
+$fn$;
+"""
+
+
+async def install(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> None:
+    """Create or replace the functions. Under the schema lock: two replicas replacing the same
+    function at once can fail with "tuple concurrently updated"."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK_KEY)
+        await conn.execute(FUNCTIONS)
