@@ -33,6 +33,7 @@ async def serve(settings: Settings) -> None:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(service.drain())
+            await pipeline.close()
     finally:
         await pool.close()
         await redis.aclose()

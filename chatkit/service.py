@@ -72,6 +72,7 @@ class RequestService:
         pipeline: AutoPipeline | None = None,
     ) -> None:
         self.redis = redis
+        self._owns_pipeline = pipeline is None
         self.pipeline = pipeline or AutoPipeline(redis)
         self.settings = settings
         self.stream = stream
@@ -98,13 +99,14 @@ class RequestService:
     async def drain(self, timeout: float = 10.0) -> None:
         """Let requests already taken finish (on shutdown). Those still running after
         ``timeout`` are cancelled, so no task outlives the service; unacknowledged, they stay
-        pending for another replica to claim."""
-        if not self._tasks:
-            return
-        _, late = await asyncio.wait(self._tasks, timeout=timeout)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        pending for another replica to claim. Closes the pipeline if this service made it."""
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._owns_pipeline:
+            await self.pipeline.close()
 
     async def _serve(self) -> None:
         while True:

@@ -73,9 +73,10 @@ class GatewayNode:
         await self.redis.aclose()
 
     async def redis_ok(self) -> bool:
+        """Whether requests can be forwarded: asked on the connection that forwards them."""
         try:
-            return bool(await asyncio.wait_for(self.redis.ping(), 2))
-        except REDIS_DOWN:  # OSError covers TimeoutError too
+            return bool(await asyncio.wait_for(self.pipeline.call("PING"), 2) == b"PONG")
+        except REDIS_DOWN:  # OSError covers TimeoutError and ConnectionError too
             return False
 
     def abort_transport(self, scope: Scope) -> bool:
