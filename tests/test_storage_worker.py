@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import resources
+from typing import cast
 
 import asyncpg
 import msgspec
@@ -19,8 +20,10 @@ from chatkit import keys
 from chatkit.db import dialog_table_ddl
 from chatkit.dialogs import DialogKey
 from chatkit.settings import Settings
+from storage_worker import service as storage_service
 from storage_worker.service import serve
 from tests.messages import encode, message, publish, publish_raw
+from tests.tcp_proxy import TcpProxy
 
 DEADLINE_SECONDS = 30.0
 
@@ -331,3 +334,93 @@ async def test_stopping_mid_batch_loses_nothing(
         assert await rds.zcard(keys.dialog_pending(key.id)) == 0
     await assert_all_acknowledged(rds)
     assert await dead_letters(rds) == []
+
+
+async def test_acknowledged_entries_are_trimmed_and_pending_ones_kept(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(storage_service, "TRIM_INTERVAL_SECONDS", 0.1)
+    alice, bob = users[:2]
+    key = await dialog(db, alice, bob)
+    await rds.xgroup_create(keys.MESSAGES, keys.STORAGE_GROUP, id="0", mkstream=True)
+    # Another consumer read 300 entries and acknowledged all but the last: that one is still
+    # pending (never claimed: claim_idle_ms is far off) and must survive every trim.
+    for n in range(300):
+        await publish_raw(rds, f"handled elsewhere {n}".encode())
+    read = cast(
+        list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+        await rds.xreadgroup(keys.STORAGE_GROUP, "stuck", {keys.MESSAGES: ">"}, count=300),
+    )
+    ids = [entry_id for entry_id, _ in read[0][1]]
+    await rds.xack(keys.MESSAGES, keys.STORAGE_GROUP, *ids[:-1])
+    stuck = ids[-1]
+    # A second group that has read nothing yet holds everything back, until it catches up.
+    await rds.xgroup_create(keys.MESSAGES, "later", id="0")
+    for seq in range(1, 301):
+        await publish(rds, message(key, seq, alice))
+    assert await rds.xlen(keys.MESSAGES) == 600
+
+    async with running(settings.with_overrides(claim_idle_ms=600_000)) as worker:
+        await eventually(stored_rows(db, key, 300), worker, what="the messages are stored")
+        await asyncio.sleep(0.5)
+        assert await rds.xlen(keys.MESSAGES) == 600, "trimmed entries the other group has not read"
+        await rds.xgroup_destroy(keys.MESSAGES, "later")
+
+        async def trimmed() -> bool:
+            return int(await rds.xlen(keys.MESSAGES)) < 600
+
+        await eventually(trimmed, worker, what="acknowledged entries are trimmed")
+
+    # Only whole stream nodes up to the pending entry go (MINID ~): it and all after it stay.
+    assert await rds.xrange(keys.MESSAGES, stuck, stuck)
+    assert len(cast(list[object], await rds.xrange(keys.MESSAGES, stuck, "+"))) == 301
+    assert (await rds.xpending(keys.MESSAGES, keys.STORAGE_GROUP))["pending"] == 1
+
+
+async def test_messages_wait_in_the_stream_through_a_postgres_outage(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
+) -> None:
+    alice, bob = users[:2]
+    key = await dialog(db, alice, bob)
+    proxy = TcpProxy.for_url(settings.database_url)
+    await proxy.start()
+    proxied = settings.with_overrides(database_url=proxy.url(settings.database_url))
+    sent: list[str] = []
+
+    async def send(seqs: range) -> None:
+        for seq in seqs:
+            msg = message(key, seq, alice)
+            sent.append(msg.id)
+            await publish(rds, msg)
+
+    try:
+        async with running(proxied) as worker:
+            await send(range(1, 51))
+            await eventually(drained(rds), worker, what="the first messages are stored")
+            await proxy.stop()
+            await send(range(51, 201))
+            # Read, perhaps, but never acknowledged nor dropped from the pending set.
+            await asyncio.sleep(1.5)
+            assert not worker.done()
+            assert len(await rows(db, key)) == 50
+            assert not await drained(rds)()
+            assert await rds.zcard(keys.dialog_pending(key.id)) == 150
+            await proxy.start()
+            await eventually(drained(rds), worker, what="the backlog is stored once PostgreSQL is back")
+    finally:
+        await proxy.stop()
+
+    stored = await rows(db, key)
+    assert [r["seq"] for r in stored] == list(range(1, 201))
+    assert [str(r["id"]) for r in stored] == sent
+    assert await rds.zcard(keys.dialog_pending(key.id)) == 0
+    await assert_all_acknowledged(rds)
+    assert await dead_letters(rds) == []
+
+
+def stored_rows(db: asyncpg.Connection, key: DialogKey, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return int(await db.fetchval(f"SELECT count(*) FROM {key.table}")) == count
+
+    return check
