@@ -5,7 +5,9 @@ a :class:`chatkit.wire.Message` as JSON under :data:`chatkit.envelopes.ENTRY_FIE
 real ``python -m storage_worker`` is started and timed from the moment its consumer group
 exists until the group has nothing left to read and nothing pending. The ceiling writes the
 same rows into the same (emptied) tables with asyncpg's ``copy_records_to_table``, one dialog
-per connection of a pool as large as the worker's.
+per connection of a pool of 10, with every row already built: the ceiling, not a like-for-like
+(the worker also reads, decodes and acknowledges every entry in Redis, through two
+connections).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from chatkit.wire import Message, UserRef
 from devstack.embedded import start_postgres, start_valkey
 
 DIALOGS = 100
-#: chatkit.db.create_pool's default, which the worker uses.
+#: The COPY ceiling's connections (chatkit.db.create_pool's default).
 POOL_SIZE = 10
 DRAIN_TIMEOUT = 300.0
 _encode = msgspec.json.Encoder().encode
