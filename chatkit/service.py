@@ -105,6 +105,7 @@ class RequestService:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.consumer.close()
         if self._owns_pipeline:
             await self.pipeline.close()
 

@@ -14,9 +14,14 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from chatkit import keys
+from chatkit.autopipeline import AutoPipeline
 from chatkit.envelopes import ENTRY_FIELD
 
 log = logging.getLogger(__name__)
+
+
+# How long past its BLOCK time a read may take before the connection is presumed dead.
+READ_GRACE_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -56,6 +61,10 @@ class StreamConsumer:
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
         self._next_claim = 0.0
+        # Reads go over a connection of their own, parsed by hiredis: a blocking XREADGROUP
+        # must not hold up other commands, and redis-py's per-entry dicts cost more than the
+        # entries' own handling.
+        self._reads = AutoPipeline(redis)
 
     async def read(self, count: int) -> list[Entry]:
         """Entries to handle: stale ones of dead replicas first, then new ones (blocking
@@ -65,19 +74,28 @@ class StreamConsumer:
             claimed = await self._claim(count)
             if claimed:
                 return claimed
+        read = self._reads.call(
+            "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
+            "BLOCK", self.block_ms, "STREAMS", self.stream, ">",
+        )
         try:
-            reply = await self.redis.xreadgroup(
-                self.group, self.consumer, {self.stream: ">"}, count=count, block=self.block_ms
-            )
+            reply = await asyncio.wait_for(read, self.block_ms / 1000 + READ_GRACE_SECONDS)
+        except TimeoutError:
+            # No answer long after the block ran out: the link is dead without having said so.
+            await self._reads.close()
+            raise ConnectionError(f"no reply to XREADGROUP on {self.stream}") from None
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             # The stream or group vanished (Redis lost its data): recreate, read again.
             await ensure_group(self.redis, self.stream, self.group)
             return []
-        # RESP2 shape: [[stream, [[id, {field: value}], ...]], ...]
-        streams = cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], reply or [])
-        return [_entry(entry_id, fields) for _, items in streams for entry_id, fields in items]
+        # [[stream, [[id, [field, value, ...]], ...]]], or None when the block timed out.
+        streams = cast(list[tuple[bytes, list[tuple[bytes, list[bytes]]]]], reply or [])
+        return [_raw_entry(entry_id, fields) for _, items in streams for entry_id, fields in items]
+
+    async def close(self) -> None:
+        await self._reads.close()
 
     async def ack(self, *ids: bytes) -> None:
         if ids:
@@ -135,6 +153,13 @@ class StreamConsumer:
         counts = {row["message_id"]: int(row["times_delivered"]) for row in pending}
         for entry in entries:
             entry.deliveries = counts.get(entry.id, entry.deliveries)
+
+
+def _raw_entry(entry_id: bytes, fields: list[bytes]) -> Entry:
+    for index in range(0, len(fields) - 1, 2):
+        if fields[index] == ENTRY_FIELD:
+            return Entry(id=entry_id, data=fields[index + 1])
+    return Entry(id=entry_id, data=b"")
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:

@@ -107,9 +107,12 @@ class StorageWorker:
         # Lanes read and write independently (the group hands each read different entries),
         # so one batch is decoded and acknowledged while another is being written: Python and
         # PostgreSQL work side by side instead of taking turns.
-        async with asyncio.TaskGroup() as lanes:
-            for _ in range(LANES):
-                lanes.create_task(self._lane(Writer(self.pool)))
+        try:
+            async with asyncio.TaskGroup() as lanes:
+                for _ in range(LANES):
+                    lanes.create_task(self._lane(Writer(self.pool)))
+        finally:
+            await self.consumer.close()
 
     async def _lane(self, writer: Writer) -> None:
         try:
