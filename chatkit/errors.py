@@ -8,8 +8,8 @@
                                    retries with backoff, a client gets code "unavailable"
 
 Error codes used in frames (see docs/PROTOCOL.md): bad_frame, unknown_type, invalid,
-unauthenticated, already_authenticated, username_taken, email_taken, bad_credentials,
-bad_token, no_such_user, not_member, timeout, unavailable, internal.
+unauthenticated, username_taken, email_taken, bad_credentials, bad_token, no_such_user,
+not_member, unavailable, internal.
 """
 
 from __future__ import annotations
