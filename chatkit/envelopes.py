@@ -48,6 +48,8 @@ class UserEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     # Set on message events: which dialog and seq the frame carries.
     dialog_id: str | None = None
     seq: int | None = None
+    # Worthless once late (typing, presence): never queued behind a slow connection's backlog.
+    ephemeral: bool = False
 
 
 # The messages stream carries each accepted message as its wire form (chatkit.wire.Message)

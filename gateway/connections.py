@@ -66,13 +66,16 @@ class Connection:
         self._complete: dict[str, int] | None = None
         self._live: dict[str, set[int]] | None = None
 
-    def push(self, frame: bytes) -> None:
+    def push(self, frame: bytes, *, ephemeral: bool = False) -> None:
         """Send one encoded frame, or queue it behind those waiting; a client too slow to take
-        them is disconnected."""
+        them is disconnected. An ``ephemeral`` frame (typing, presence) is sent only if it can
+        go now: behind a backlog it would be stale, so a slow client loses those first."""
         if self.closing:
             return
         if self._writer is None:
             self._write_now(frame)
+            return
+        if ephemeral:
             return
         pending = self._pending
         if pending is None:

@@ -68,6 +68,12 @@ class Relay:
     def _event(self, user_id: int, event: UserEvent) -> None:
         if event.identity is not None:
             self.registry.rename(event.identity)
+        if event.ephemeral:
+            frame = bytes(event.frame)
+            for conn in self.registry.of_user(user_id):
+                if conn.id != event.skip_conn:
+                    conn.push(frame, ephemeral=True)
+            return
         item = Held(bytes(event.frame), event.dialog_id, event.seq)
         for conn in self.registry.of_user(user_id):
             if conn.id != event.skip_conn:

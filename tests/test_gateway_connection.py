@@ -88,3 +88,19 @@ async def test_a_send_that_fails_is_left_to_the_reader() -> None:
     conn = Connection("g.1", {}, gone, 3, lambda scope: False)
     conn.push(b"x")  # no exception escapes into whoever pushed
     assert not conn.closing
+
+
+async def test_a_slow_client_loses_ephemeral_frames_first() -> None:
+    transport = FakeTransport()
+    conn = connection(transport)
+    conn.push(b"typing-1", ephemeral=True)  # the transport takes it now: sent
+    transport.writable.clear()
+    conn.push(b"0")
+    conn.push(b"typing-2", ephemeral=True)  # a backlog: dropped, not queued
+    for n in range(1, 4):
+        conn.push(b"%d" % n)
+    assert not conn.closing  # the dropped frame took no room in the queue
+    transport.writable.set()
+    await asyncio.sleep(0.01)
+    assert transport.texts() == ["typing-1", "0", "1", "2", "3"]
+    await conn.finish()
