@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from bench.websocket_clients import close_all, connect_all
 from loadtest.driver import OnMessage, SendError, partner_of, url_of
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -32,30 +32,14 @@ class RelayDriver:
         self._on_message: OnMessage | None = None
 
     async def setup(self, users: int, urls: Sequence[str]) -> None:
-        gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-
         async def connect(user: int) -> ClientConnection:
-            async with gate:
-                ws = await websockets.connect(f"{url_of(user, urls)}/{user}", compression=None, max_size=2**16)
-                ready = _decode(await asyncio.wait_for(ws.recv(), SEND_TIMEOUT))
-                if not ready.get("ready"):
-                    raise RuntimeError(f"relay answered {ready!r} instead of ready")
-                return ws
+            ws = await websockets.connect(f"{url_of(user, urls)}/{user}", compression=None, max_size=2**16)
+            ready = _decode(await asyncio.wait_for(ws.recv(), SEND_TIMEOUT))
+            if not ready.get("ready"):
+                raise RuntimeError(f"relay answered {ready!r} instead of ready")
+            return ws
 
-        # Kept one by one, so close() finds every connection that was made even if one failed.
-        tasks = [asyncio.create_task(connect(user)) for user in range(users)]
-        try:
-            for task in tasks:
-                self._conns.append(await task)
-        finally:
-            for task in tasks:
-                if not task.done():
-                    task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    ws = await task
-                    if ws not in self._conns:
-                        await ws.close()
+        await connect_all(self._conns, users, connect, CONNECT_CONCURRENCY)
 
     async def start_receiving(self, on_message: OnMessage) -> None:
         self._on_message = on_message
@@ -76,12 +60,7 @@ class RelayDriver:
             self._waiting.pop(n, None)
 
     async def close(self) -> None:
-        for task in self._readers:
-            task.cancel()
-        await asyncio.gather(*(ws.close() for ws in self._conns), return_exceptions=True)
-        await asyncio.gather(*self._readers, return_exceptions=True)
-        self._conns.clear()
-        self._readers.clear()
+        await close_all(self._conns, self._readers)
 
     async def _read(self, user: int, ws: ClientConnection) -> None:
         assert self._on_message is not None

@@ -35,6 +35,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from bench.procs import Group
+from bench.websocket_clients import close_all, connect_all
 from loadtest.driver import OnMessage, SendError, partner_of, url_of
 
 SOKETI_DIR = Path(__file__).resolve().parent / "soketi"
@@ -110,39 +111,24 @@ class SoketiDriver:
         self._on_message: OnMessage | None = None
 
     async def setup(self, users: int, urls: Sequence[str]) -> None:
-        gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-
         async def connect(user: int) -> ClientConnection:
-            async with gate:
-                url = f"{url_of(user, urls)}/app/{APP_KEY}?protocol=7&client=bench&version=1.0"
-                ws = await websockets.connect(url, compression=None)
-                try:
-                    established = await _expect(ws, "pusher:connection_established")
-                    socket_id = json.loads(established["data"])["socket_id"]
-                    for channel in (inbox(user), inbox(partner_of(user))):
-                        await ws.send(json.dumps({
-                            "event": "pusher:subscribe",
-                            "data": {"channel": channel, "auth": channel_auth(socket_id, channel)},
-                        }))
-                        await _expect(ws, "pusher_internal:subscription_succeeded")
-                except BaseException:
-                    await ws.close()
-                    raise
-                return ws
+            url = f"{url_of(user, urls)}/app/{APP_KEY}?protocol=7&client=bench&version=1.0"
+            ws = await websockets.connect(url, compression=None)
+            try:
+                established = await _expect(ws, "pusher:connection_established")
+                socket_id = json.loads(established["data"])["socket_id"]
+                for channel in (inbox(user), inbox(partner_of(user))):
+                    await ws.send(json.dumps({
+                        "event": "pusher:subscribe",
+                        "data": {"channel": channel, "auth": channel_auth(socket_id, channel)},
+                    }))
+                    await _expect(ws, "pusher_internal:subscription_succeeded")
+            except BaseException:
+                await ws.close()
+                raise
+            return ws
 
-        tasks = [asyncio.create_task(connect(user)) for user in range(users)]
-        try:
-            for task in tasks:
-                self._conns.append(await task)
-        finally:
-            for task in tasks:
-                if not task.done():
-                    task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    ws = await task
-                    if ws not in self._conns:
-                        await ws.close()
+        await connect_all(self._conns, users, connect, CONNECT_CONCURRENCY)
 
     async def start_receiving(self, on_message: OnMessage) -> None:
         self._on_message = on_message
@@ -163,12 +149,7 @@ class SoketiDriver:
             self._delivered.pop(key, None)
 
     async def close(self) -> None:
-        for task in self._readers:
-            task.cancel()
-        await asyncio.gather(*(ws.close() for ws in self._conns), return_exceptions=True)
-        await asyncio.gather(*self._readers, return_exceptions=True)
-        self._conns.clear()
-        self._readers.clear()
+        await close_all(self._conns, self._readers)
 
     async def _read(self, user: int, ws: ClientConnection) -> None:
         assert self._on_message is not None
