@@ -57,6 +57,22 @@ async def _drive(driver: Driver, urls: list[str], shape: Shape, progress: Progre
     return out
 
 
+async def _bench_two_over_valkey(
+    root: Path, shape: Shape, progress: Progress, module: str, name: str, make_driver: Callable[[], Driver]
+) -> dict[str, Any]:
+    """Two ``python -m <module> --port <port> --redis <url>`` servers (``<name>-1``, ``<name>-2``)
+    on one fresh Valkey, driven by ``make_driver()`` as one system."""
+    with Valkey(root) as valkey, Group(root / "logs") as group:
+        ports = [consecutive_free_ports(1) for _ in range(2)]
+        for index, port in enumerate(ports, start=1):
+            group.spawn_python(f"{name}-{index}", module, "--port", str(port), "--redis", valkey.url)
+        await asyncio.to_thread(group.wait_ports, ports)
+        urls = [f"ws://127.0.0.1:{port}" for port in ports]
+        result = await _drive(make_driver(), urls, shape, progress)
+        group.check()
+        return result
+
+
 def start_devstack(group: Group, root: Path, gateways: int, name: str = "devstack") -> list[int]:
     """``python -m devstack`` with its own data dir and free ports; returns the gateway ports."""
     port = consecutive_free_ports(gateways)
@@ -89,15 +105,7 @@ async def bench_chat(root: Path, shape: Shape, progress: Progress) -> dict[str, 
 async def bench_socketio(root: Path, shape: Shape, progress: Progress) -> dict[str, Any]:
     from bench.sio_driver import SocketioDriver
 
-    with Valkey(root) as valkey, Group(root / "logs") as group:
-        ports = [consecutive_free_ports(1) for _ in range(2)]
-        for index, port in enumerate(ports, start=1):
-            group.spawn_python(f"socketio-{index}", "bench.sio_server", "--port", str(port), "--redis", valkey.url)
-        await asyncio.to_thread(group.wait_ports, ports)
-        urls = [f"ws://127.0.0.1:{port}" for port in ports]
-        result = await _drive(SocketioDriver(), urls, shape, progress)
-        group.check()
-        return result
+    return await _bench_two_over_valkey(root, shape, progress, "bench.sio_server", "socketio", SocketioDriver)
 
 
 async def bench_soketi(root: Path, shape: Shape, progress: Progress) -> dict[str, Any]:
@@ -129,12 +137,6 @@ async def bench_relay(root: Path, shape: Shape, progress: Progress) -> dict[str,
 async def bench_relay_redis(root: Path, shape: Shape, progress: Progress) -> dict[str, Any]:
     from bench.relay_driver import RelayDriver
 
-    with Valkey(root) as valkey, Group(root / "logs") as group:
-        ports = [consecutive_free_ports(1) for _ in range(2)]
-        for index, port in enumerate(ports, start=1):
-            group.spawn_python(f"relay-{index}", "bench.relay_server", "--port", str(port), "--redis", valkey.url)
-        await asyncio.to_thread(group.wait_ports, ports)
-        urls = [f"ws://127.0.0.1:{port}" for port in ports]
-        result = await _drive(RelayDriver("relay-redis"), urls, shape, progress)
-        group.check()
-        return result
+    return await _bench_two_over_valkey(
+        root, shape, progress, "bench.relay_server", "relay", lambda: RelayDriver("relay-redis")
+    )
