@@ -142,29 +142,30 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _storage_line(storage: dict[str, Any]) -> str:
+    return (
+        f"storage: storage_worker {storage['worker_rows_per_s']:,.0f} rows/s "
+        f"({storage['rows']:,} rows, {storage['dialogs']} dialogs, {storage['worker_s']:.2f} s) vs raw COPY "
+        f"{storage['copy_rows_per_s']:,.0f} rows/s ({storage['copy_s']:.2f} s): "
+        f"{storage['worker_rows_per_s'] / storage['copy_rows_per_s']:.2f}x of the ceiling"
+    )
+
+
+def _memory_line(memory: dict[str, Any]) -> str:
+    return (
+        f"memory: gateway RSS {memory['rss_before_mb']:.1f} MB idle -> {memory['rss_after_mb']:.1f} MB with "
+        f"{memory['opened']:,} idle logged-in connections ({memory['failed']} failed): "
+        f"{memory['kb_per_connection']:.1f} KB per connection"
+    )
+
+
 def extra_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One line for each of the non-load systems that ran: its figures, or how it failed."""
     lines: list[str] = []
-    storage = results.get("storage")
-    if storage is not None:
-        if "error" in storage:
-            lines.append(f"storage: failed: {storage['error']}")
-        else:
-            lines.append(
-                f"storage: storage_worker {storage['worker_rows_per_s']:,.0f} rows/s "
-                f"({storage['rows']:,} rows, {storage['dialogs']} dialogs, {storage['worker_s']:.2f} s) vs raw COPY "
-                f"{storage['copy_rows_per_s']:,.0f} rows/s ({storage['copy_s']:.2f} s): "
-                f"{storage['worker_rows_per_s'] / storage['copy_rows_per_s']:.2f}x of the ceiling"
-            )
-    memory = results.get("memory")
-    if memory is not None:
-        if "error" in memory:
-            lines.append(f"memory: failed: {memory['error']}")
-        else:
-            lines.append(
-                f"memory: gateway RSS {memory['rss_before_mb']:.1f} MB idle -> {memory['rss_after_mb']:.1f} MB with "
-                f"{memory['opened']:,} idle logged-in connections ({memory['failed']} failed): "
-                f"{memory['kb_per_connection']:.1f} KB per connection"
-            )
+    for name, describe in (("storage", _storage_line), ("memory", _memory_line)):
+        result = results.get(name)
+        if result is not None:
+            lines.append(f"{name}: failed: {result['error']}" if "error" in result else describe(result))
     return lines
 
 
