@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import IO, TextIO
+from typing import IO, Protocol, TextIO
 
 from chatkit.settings import Settings, SettingsError, env_name
 from devstack.embedded import EmbeddedServer, free_port, port_is_free, start_postgres, start_valkey
@@ -48,6 +48,12 @@ class _Finished(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
+
+
+class _StartServer(Protocol):
+    """``start_valkey`` or ``start_postgres``."""
+
+    def __call__(self, data_dir: Path, port: int | None = None, *, log_file: Path | None = None) -> EmbeddedServer: ...
 
 
 @dataclasses.dataclass
@@ -133,22 +139,24 @@ class Launcher:
         return settings.with_overrides(secret=load_or_create_secret(settings.data_dir / "secret"))
 
     def _with_embedded_servers(self, settings: Settings) -> Settings:
-        logs = settings.data_dir / "logs"
-        if not self._environ.get(env_name("redis_url")):
-            valkey = start_valkey(
-                settings.data_dir / "valkey", preferred_port(VALKEY_PORT), log_file=logs / "valkey.log"
-            )
-            self._started(valkey, logs)
-            settings = settings.with_overrides(redis_url=valkey.url)
+        settings = self._embedded_unless_set(settings, "redis_url", start_valkey, "valkey", VALKEY_PORT)
         self._check()
-        if not self._environ.get(env_name("database_url")):
-            postgres = start_postgres(
-                settings.data_dir / "postgres", preferred_port(POSTGRES_PORT), log_file=logs / "postgres.log"
-            )
-            self._started(postgres, logs)
-            settings = settings.with_overrides(database_url=postgres.url)
+        settings = self._embedded_unless_set(settings, "database_url", start_postgres, "postgres", POSTGRES_PORT)
         self._check()
         return settings
+
+    def _embedded_unless_set(
+        self, settings: Settings, field: str, start: _StartServer, name: str, port: int
+    ) -> Settings:
+        """Unless ``field`` is set in the environment, ``start`` an embedded server in
+        ``<data_dir>/<name>`` (log ``<data_dir>/logs/<name>.log``, preferably on ``port``) and
+        point ``field`` at its URL."""
+        if self._environ.get(env_name(field)):
+            return settings
+        logs = settings.data_dir / "logs"
+        server = start(settings.data_dir / name, preferred_port(port), log_file=logs / f"{name}.log")
+        self._started(server, logs)
+        return settings.with_overrides(**{field: server.url})
 
     def _started(self, server: EmbeddedServer, logs: Path) -> None:
         self._servers.append(server)
