@@ -34,11 +34,11 @@ def server_frame(raw: msgspec.Raw) -> wire.ServerFrame:
 
 @contextlib.asynccontextmanager
 async def running(
-    serve: Callable[[Settings], Awaitable[None]], settings: Settings
+    serve: Callable[[Settings], Awaitable[None]], settings: Settings, name: str | None = None
 ) -> AsyncIterator[asyncio.Task[None]]:
-    """A service as a task for the block; cancelled at the end, and its failure (other than the
-    cancellation) raised."""
-    task = asyncio.create_task(_as_coroutine(serve(settings)))
+    """A service as a task (named ``name`` if given) for the block; cancelled at the end, and its
+    failure (other than the cancellation) raised."""
+    task = asyncio.create_task(_as_coroutine(serve(settings)), name=name)
     try:
         yield task
     finally:

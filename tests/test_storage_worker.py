@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import resources
 from typing import cast
@@ -22,6 +22,7 @@ from chatkit.dialogs import DialogKey
 from chatkit.settings import Settings
 from storage_worker import service as storage_service
 from storage_worker.service import serve
+from tests.broker import running as running_service
 from tests.messages import encode, message, publish, publish_raw
 from tests.tcp_proxy import TcpProxy
 
@@ -47,16 +48,12 @@ def fast(settings: Settings) -> Settings:
     return settings.with_overrides(claim_idle_ms=200, max_deliveries=2)
 
 
-@contextlib.asynccontextmanager
-async def running(settings: Settings, instance: str = "storage-test") -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(serve(settings.with_overrides(instance=instance)), name=instance)
-    try:
-        yield task
-    finally:
-        task.cancel()
-        # A worker that crashed re-raises its error here.
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def running(
+    settings: Settings, instance: str = "storage-test"
+) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
+    """A storage worker as ``instance``, its task named so; a worker that crashed re-raises its
+    error at the end of the block."""
+    return running_service(serve, settings.with_overrides(instance=instance), name=instance)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], *workers: asyncio.Task[None], what: str) -> None:
