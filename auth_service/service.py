@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from auth_service.handlers import AuthHandler
 from auth_service.passwords import Passwords
@@ -27,7 +28,7 @@ async def serve(settings: Settings) -> None:
         log.warning("CHAT_SECRET is shorter than %d bytes; use a long random one", _SHORT_SECRET_BYTES)
     redis = connect(settings.redis_url)
     try:
-        pool = await create_pool(settings.database_url)
+        pool = await create_pool(settings.database_url, wait_seconds=math.inf)
         try:
             await apply_schema(pool)
             passwords = Passwords()

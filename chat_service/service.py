@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 
 from chat_service.handlers import ChatHandlers
 from chat_service.history import HistoryReader
@@ -18,7 +19,7 @@ from chatkit.settings import Settings
 
 async def serve(settings: Settings) -> None:
     redis = connect(settings.redis_url)
-    pool = await create_pool(settings.database_url)
+    pool = await create_pool(settings.database_url, wait_seconds=math.inf)
     try:
         await apply_schema(pool)
         pipeline = AutoPipeline(redis)

@@ -31,7 +31,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, wait_seconds: float = 30.0) -> asyncpg.Pool:
-    """Connect, retrying with backoff for up to ``wait_seconds`` while the server starts."""
+    """Connect, retrying with backoff for up to ``wait_seconds`` while the server starts
+    (``math.inf``: until it does, for a service that must outlive a database outage)."""
     delay = 0.05
     deadline = asyncio.get_running_loop().time() + wait_seconds
     while True:
