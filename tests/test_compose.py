@@ -101,7 +101,7 @@ def test_stores_persist_and_report_health(services: dict[str, dict[str, Any]]) -
 def test_gateway_is_replicated_and_health_checked(services: dict[str, dict[str, Any]]) -> None:
     gateway = services[GATEWAY]
     assert gateway["deploy"]["replicas"] >= 2
-    assert "/healthz" in " ".join(_command({"command": gateway["healthcheck"]["test"]}))
+    assert "/readyz" in " ".join(_command({"command": gateway["healthcheck"]["test"]}))
     assert _environment(gateway)[env_name("host")] == "0.0.0.0"
     assert "ports" not in gateway, "replicas can't share host ports; nginx is the entry point"
     nginx = services["nginx"]
