@@ -22,7 +22,7 @@ async def serve(settings: Settings) -> None:
     pool = await create_pool(settings.database_url, wait_seconds=math.inf)
     try:
         await apply_schema(pool)
-        pipeline = AutoPipeline(redis)
+        pipeline = AutoPipeline.beside(redis)
         sequencer = Sequencer(pipeline, settings.client_msg_id_ttl_seconds)
         handlers = ChatHandlers(settings, pool, sequencer, HistoryReader(redis, pool))
         service = RequestService(

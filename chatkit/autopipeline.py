@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.connection import parse_url
 from redis.exceptions import NoScriptError
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,8 @@ def _error(message: str) -> Exception:
 
 
 class AutoPipeline:
-    def __init__(self, redis: Redis) -> None:
-        options = redis.connection_pool.connection_kwargs
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        """``options``: host, port, db, username, password, as redis-py names them."""
         self._host = str(options.get("host", "127.0.0.1"))
         self._port = int(options.get("port", 6379))
         self._db = int(options.get("db", 0) or 0)
@@ -100,6 +101,15 @@ class AutoPipeline:
         self._password: str | None = options.get("password")
         self._link: _Link | None = None
         self._connecting: asyncio.Task[_Link] | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> AutoPipeline:
+        return cls(dict(parse_url(url)))
+
+    @classmethod
+    def beside(cls, redis: Redis) -> AutoPipeline:
+        """A pipeline to the same server as a redis-py client, on a connection of its own."""
+        return cls(redis.connection_pool.connection_kwargs)
 
     @property
     def backlog(self) -> int:

@@ -73,7 +73,7 @@ class RequestService:
     ) -> None:
         self.redis = redis
         self._owns_pipeline = pipeline is None
-        self.pipeline = pipeline or AutoPipeline(redis)
+        self.pipeline = pipeline or AutoPipeline.beside(redis)
         self.settings = settings
         self.stream = stream
         self.handler = handler

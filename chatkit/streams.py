@@ -64,7 +64,7 @@ class StreamConsumer:
         # Reads go over a connection of their own, parsed by hiredis: a blocking XREADGROUP
         # must not hold up other commands, and redis-py's per-entry dicts cost more than the
         # entries' own handling.
-        self._reads = AutoPipeline(redis)
+        self._reads = AutoPipeline.beside(redis)
 
     async def read(self, count: int) -> list[Entry]:
         """Entries to handle: stale ones of dead replicas first, then new ones (blocking

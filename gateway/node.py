@@ -15,7 +15,7 @@ import msgspec
 from chatkit import keys
 from chatkit.autopipeline import AutoPipeline
 from chatkit.envelopes import ENTRY_FIELD, Request
-from chatkit.redis_client import REDIS_DOWN, connect
+from chatkit.redis_client import REDIS_DOWN
 from chatkit.settings import Settings
 from chatkit.wire import Sync
 from gateway.broker_redis import RedisBroker
@@ -43,8 +43,7 @@ class GatewayNode:
         self.settings = settings
         self.id = uuid.uuid4().hex[:12]
         self.channel = keys.gateway_channel(self.id)
-        self.redis = connect(settings.redis_url)
-        self.pipeline = AutoPipeline(self.redis)
+        self.pipeline = AutoPipeline.from_url(settings.redis_url)
         self.broker = RedisBroker(settings.redis_url)
         self.registry = Registry(self.id, self._subscribe_user, self._unsubscribe_user)
         self.relay = Relay(self.broker, self.registry, self.channel)
@@ -70,7 +69,6 @@ class GatewayNode:
                 await self._relay_task
         await self.broker.disconnect()
         await self.pipeline.close()
-        await self.redis.aclose()
 
     async def redis_ok(self) -> bool:
         """Whether requests can be forwarded: asked on the connection that forwards them."""
