@@ -42,14 +42,6 @@ class Origin:
     entry_id: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    # The message as JSON, exactly as clients and the storage worker get it.
-    message: bytes
-    # False when this client_msg_id had already produced the message.
-    new: bool
-
-
 class Sequencer:
     def __init__(self, pipeline: AutoPipeline, client_msg_id_ttl_seconds: int) -> None:
         self.pipeline = pipeline
@@ -63,7 +55,9 @@ class Sequencer:
     async def accept(
         self, key: DialogKey, sender: UserRef, text: str, client_msg_id: str, origin: Origin, *,
         floor: int | None = None,
-    ) -> Accepted:
+    ) -> None:
+        """Accept the message (or find the one this client_msg_id made); the script itself
+        answers the sender and acknowledges the request."""
         message = Message(
             id=str(uuid.uuid4()), dialog_id=key.id, seq=0, sender=sender, text=text,
             sent_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -98,7 +92,5 @@ class Sequencer:
                 reply_before, b"}}", keys.CHAT_GROUP, origin.entry_id,
             ],
         )
-        status, body = int(result[0]), result[1]
-        if status == -1:
+        if int(result[0]) == -1:
             raise FloorNeeded(key.id)
-        return Accepted(message=body, new=status == 1)
