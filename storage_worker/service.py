@@ -18,6 +18,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from chatkit import keys
+from chatkit.autopipeline import AutoPipeline
 from chatkit.db import CONNECTION_ERRORS, apply_schema, create_pool
 from chatkit.errors import Unavailable
 from chatkit.redis_client import REDIS_DOWN, connect
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 TRIM_INTERVAL_SECONDS = 5.0
 # Batches in flight at once, each lane with a connection of its own.
 LANES = 2
+# Batches read ahead of the lanes, so a lane that finishes starts on the next one at once. One
+# is enough to keep PostgreSQL busy; more would only hold entries a claim could hand out again.
+READ_AHEAD = 1
 # One connection per lane, and one for start-up.
 POOL_SIZE = LANES + 1
 
@@ -98,45 +102,56 @@ class StorageWorker:
             redis, keys.MESSAGES, keys.STORAGE_GROUP, settings.instance,
             claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
         )
+        # Acknowledgements go over a link of their own: the consumer's may be blocked in a read.
+        self.acks = AutoPipeline.beside(redis)
         self.trimmer = Trimmer(redis, keys.MESSAGES, TRIM_INTERVAL_SECONDS)
         self.redis_outage = Outage("Redis")
         self.pg_outage = Outage("PostgreSQL")
         self.stats = Stats()
 
     async def run(self) -> None:
-        # Lanes read and write independently (the group hands each read different entries),
-        # so one batch is decoded and acknowledged while another is being written: Python and
-        # PostgreSQL work side by side instead of taking turns.
+        # One task reads; lanes decode, write and acknowledge, each batch on its own, so Python,
+        # Redis and PostgreSQL work side by side instead of taking turns: while one lane waits
+        # for PostgreSQL, the other decodes or acknowledges, and the next batch is already read.
+        ready: asyncio.Queue[list[Entry]] = asyncio.Queue(READ_AHEAD)
         try:
-            async with asyncio.TaskGroup() as lanes:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._read(ready))
                 for _ in range(LANES):
-                    lanes.create_task(self._lane(Writer(self.pool)))
+                    tasks.create_task(self._lane(Writer(self.pool), ready))
         finally:
             await self.consumer.close()
+            await self.acks.close()
 
-    async def _lane(self, writer: Writer) -> None:
+    async def _read(self, ready: asyncio.Queue[list[Entry]]) -> None:
+        while True:
+            try:
+                await ensure_group(self.redis, keys.MESSAGES, keys.STORAGE_GROUP)
+                while True:
+                    raise_if_cancelled()
+                    entries = await self.consumer.read(self.settings.storage_batch_size)
+                    self.redis_outage.up()
+                    if entries:
+                        await ready.put(entries)
+                    await self.trimmer.maybe_trim()
+                    self.stats.maybe_log()
+            except REDIS_DOWN as exc:
+                self.redis_outage.down(exc)
+                await self.redis_outage.pause()
+
+    async def _lane(self, writer: Writer, ready: asyncio.Queue[list[Entry]]) -> None:
         try:
             while True:
+                entries = await ready.get()
                 try:
-                    await ensure_group(self.redis, keys.MESSAGES, keys.STORAGE_GROUP)
-                    await self._consume(writer)
+                    await self.handle(entries, writer)
                 except REDIS_DOWN as exc:
-                    # Whatever the current batch had not acknowledged stays pending and is
-                    # claimed again later.
+                    # Whatever the batch had not acknowledged stays pending and is claimed
+                    # again later.
                     self.redis_outage.down(exc)
                     await self.redis_outage.pause()
         finally:
             await writer.drop()
-
-    async def _consume(self, writer: Writer) -> None:
-        while True:
-            raise_if_cancelled()
-            entries = await self.consumer.read(self.settings.storage_batch_size)
-            self.redis_outage.up()
-            if entries:
-                await self.handle(entries, writer)
-            await self.trimmer.maybe_trim()
-            self.stats.maybe_log()
 
     async def handle(self, entries: list[Entry], writer: Writer) -> None:
         """Store one batch: bad entries parked, every dialog written, the stored ones acknowledged."""
@@ -189,13 +204,16 @@ class StorageWorker:
         if not ids:
             return
         # One transaction: the acknowledgement and the pending-set cleanup happen together.
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(keys.MESSAGES, keys.STORAGE_GROUP, *ids)
-            for result in results:
-                pending = keys.dialog_pending(result.key.id)
-                for low, high in seq_runs(item.row.seq for item in result.stored):
-                    pipe.zremrangebyscore(pending, low, high)
-            await pipe.execute()
+        # The commands are issued without a pause, so no other lane's can come between them.
+        replies = [self.acks.call("MULTI"), self.acks.call("XACK", keys.MESSAGES, keys.STORAGE_GROUP, *ids)]
+        for result in results:
+            pending = keys.dialog_pending(result.key.id)
+            for low, high in seq_runs(item.row.seq for item in result.stored):
+                replies.append(self.acks.call("ZREMRANGEBYSCORE", pending, low, high))
+        replies.append(self.acks.call("EXEC"))
+        for outcome in await asyncio.gather(*replies, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _retry_or_park(self, result: StoreResult) -> int:
         """Leave failed entries pending for a retry after a claim, or dead-letter them, with

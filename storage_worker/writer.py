@@ -2,8 +2,10 @@
 failures from outages.
 
 The batch goes to :data:`storage_worker.sql.WRITE_BATCH` on a connection held across batches
-(no pool acquire and reset per batch). Normally that is one call without subtransactions. When
-it is refused, the same call runs again with each dialog isolated, which reports the failing
+(no pool acquire and reset per batch). Normally that is one call of plain inserts without
+subtransactions. A unique violation means some rows were stored before (a redelivery): the
+call runs again skipping them. When it is refused otherwise, the call runs again with each
+dialog isolated, which reports the failing
 dialogs or rows instead of aborting; and when even that call is refused as a whole (PostgreSQL
 rejected an argument, say a text with a NUL byte), the batch is split, dialog by dialog, then
 row by row, until only the culprits are left. ``ON CONFLICT DO NOTHING`` makes every retry, and
@@ -98,7 +100,19 @@ class Writer:
 
 async def _write(conn: Connection, batches: list[DialogBatch]) -> list[StoreResult]:
     try:
-        return await _call(conn, batches, isolate=False)
+        return await _attempt(conn, batches, skip_stored=False)
+    except asyncpg.UniqueViolationError:
+        log.info("batch of %d dialogs holds rows stored before; writing it again without them", len(batches))
+        return await _attempt(conn, batches, skip_stored=True)
+
+
+async def _attempt(conn: Connection, batches: list[DialogBatch], *, skip_stored: bool) -> list[StoreResult]:
+    """One call for the whole batch; if refused, the isolated path. A unique violation (only
+    possible without ``skip_stored``) is raised for the caller to try again skipping."""
+    try:
+        return await _call(conn, batches, isolate=False, skip_stored=skip_stored)
+    except asyncpg.UniqueViolationError:
+        raise
     except STATEMENT_ERRORS as exc:
         if is_outage(exc):
             raise
@@ -108,7 +122,7 @@ async def _write(conn: Connection, batches: list[DialogBatch]) -> list[StoreResu
 
 async def _isolated(conn: Connection, batches: list[DialogBatch]) -> list[StoreResult]:
     try:
-        return await _call(conn, batches, isolate=True)
+        return await _call(conn, batches, isolate=True, skip_stored=True)
     except STATEMENT_ERRORS as exc:
         if is_outage(exc):
             raise
@@ -133,8 +147,10 @@ async def _split(conn: Connection, batches: list[DialogBatch], exc: Exception) -
     return [merged]
 
 
-async def _call(conn: Connection, batches: list[DialogBatch], *, isolate: bool) -> list[StoreResult]:
-    args = (*arguments(batches), isolate)
+async def _call(
+    conn: Connection, batches: list[DialogBatch], *, isolate: bool, skip_stored: bool
+) -> list[StoreResult]:
+    args = (*arguments(batches), isolate, skip_stored)
     try:
         records = await conn.fetch(sql.WRITE_BATCH, *args)
     except asyncpg.UndefinedFunctionError:

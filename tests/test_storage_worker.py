@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -171,6 +172,40 @@ async def test_the_same_message_twice_is_stored_once(
     assert await rds.zcard(keys.dialog_pending(key.id)) == 0
     await assert_all_acknowledged(rds)
     assert await dead_letters(rds) == []
+
+
+async def test_a_redelivered_batch_stores_its_new_rows_beside_the_stored_ones(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # As a worker killed between its commit and its acknowledgement leaves things: some rows
+    # of the batch are in the tables already. The plain insert meets a unique violation, and
+    # the batch is written again skipping those rows, in every dialog.
+    caplog.set_level(logging.INFO, logger="storage_worker.writer")
+    alice, bob, carol = users[:3]
+    dialogs = [await dialog(db, alice, bob), await dialog(db, alice, carol)]
+    sent = {key: [message(key, seq, alice) for seq in range(1, 11)] for key in dialogs}
+    first = dialogs[0]
+    await db.executemany(
+        f"INSERT INTO {first.table} (seq, id, sent_at, sender_id, text) VALUES ($1, $2, $3, $4, $5)",
+        [(m.seq, uuid.UUID(m.id), datetime.fromisoformat(m.sent_at), m.sender.id, m.text) for m in sent[first][2:6]],
+    )
+    for seq in range(10):
+        for key in dialogs:
+            await publish(rds, sent[key][seq])
+
+    async with running(settings) as worker:
+        await eventually(drained(rds), worker, what="the stream is drained")
+
+    for key in dialogs:
+        stored = await rows(db, key)
+        assert [(r["seq"], str(r["id"])) for r in stored] == [(m.seq, m.id) for m in sent[key]]
+        assert await rds.zcard(keys.dialog_pending(key.id)) == 0
+    await assert_all_acknowledged(rds)
+    assert await dead_letters(rds) == []
+    # The batch went the redelivery way, not the way of a refused one.
+    assert "holds rows stored before" in caplog.text
+    assert "isolated" not in caplog.text
 
 
 async def test_one_batch_across_several_dialogs(
