@@ -43,8 +43,9 @@ class Settings:
     # After this many failed deliveries a stream entry goes to the dead-letter stream.
     max_deliveries: int = 5
     # Storage worker: most entries written in one batch (one call, one commit). Larger batches
-    # spread the per-dialog and per-commit costs; past ~2,000 the gain is lost in the noise.
-    storage_batch_size: int = 2000
+    # spread the per-dialog statement (about 50 µs of PostgreSQL each) over more rows; 4,000
+    # beat 2,000 by a tenth in the storage bench, and 6,000 or 8,000 gained nothing more.
+    storage_batch_size: int = 4000
     # Gateway: frames queued for one slow client before it is disconnected.
     send_queue_limit: int = 1024
     # How long a send's idempotency record (client_msg_id -> message) is kept: a retry after
