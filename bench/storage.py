@@ -126,7 +126,7 @@ async def time_worker(
                 if now >= next_report and left >= 0:
                     progress(f"  storage_worker: {total - left:,}/{total:,} stored")
                     next_report = now + 1.0
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.02)
     finally:
         await redis.aclose()
 
