@@ -114,11 +114,13 @@ class StorageWorker:
         # Redis and PostgreSQL work side by side instead of taking turns: while one lane waits
         # for PostgreSQL, the other decodes or acknowledges, and the next batch is already read.
         ready: asyncio.Queue[list[Entry]] = asyncio.Queue(READ_AHEAD)
+        writers = [Writer(self.pool) for _ in range(LANES)]
         try:
+            await asyncio.gather(*(writer.warm() for writer in writers))
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._read(ready))
-                for _ in range(LANES):
-                    tasks.create_task(self._lane(Writer(self.pool), ready))
+                for writer in writers:
+                    tasks.create_task(self._lane(writer, ready))
         finally:
             await self.consumer.close()
             await self.acks.close()

@@ -86,6 +86,16 @@ class Writer:
             await self.drop()
             raise
 
+    async def warm(self) -> None:
+        """Connect and have the statement prepared (and its types looked up) before the first
+        batch, so that batch pays for neither. Failing that, the first write connects."""
+        try:
+            conn = await self._connection()
+            await conn.fetch(sql.WRITE_BATCH, *arguments([]), False, False)
+        except Exception as exc:
+            log.info("could not prepare a connection ahead of the first batch (%s)", describe(exc))
+            await self.drop()
+
     async def drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
