@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 
 import asyncpg
 from redis.asyncio import Redis
@@ -202,7 +201,9 @@ class StorageWorker:
             return
 
     async def _ack(self, results: list[StoreResult]) -> None:
-        ids = [item.entry.id for result in results for item in result.stored]
+        ids: list[bytes] = []
+        for result in results:
+            ids += [item.entry.id for item in result.stored]
         if not ids:
             return
         # One transaction: the acknowledgement and the pending-set cleanup happen together.
@@ -210,7 +211,7 @@ class StorageWorker:
         replies = [self.acks.call("MULTI"), self.acks.call("XACK", keys.MESSAGES, keys.STORAGE_GROUP, *ids)]
         for result in results:
             pending = keys.dialog_pending(result.key.id)
-            for low, high in seq_runs(item.row.seq for item in result.stored):
+            for low, high in seq_runs([item.row.seq for item in result.stored]):
                 replies.append(self.acks.call("ZREMRANGEBYSCORE", pending, low, high))
         replies.append(self.acks.call("EXEC"))
         for outcome in await asyncio.gather(*replies, return_exceptions=True):
@@ -233,10 +234,16 @@ class StorageWorker:
         return parked
 
 
-def seq_runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
+def seq_runs(seqs: list[int]) -> list[tuple[int, int]]:
     """Stored seqs as runs of consecutive numbers, one ZREMRANGEBYSCORE each (usually one per
     dialog). Only seqs that were all stored are ever spanned: a gap may be a message another
     replica has not committed yet, and it must stay in the pending set until it is."""
+    if not seqs:
+        return []
+    first = seqs[0]
+    if seqs == list(range(first, first + len(seqs))):
+        # The usual case, a dialog's messages in stream order: compared in C, not looped over.
+        return [(first, seqs[-1])]
     runs: list[tuple[int, int]] = []
     for seq in sorted(set(seqs)):
         if runs and seq == runs[-1][1] + 1:

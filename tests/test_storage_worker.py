@@ -456,3 +456,17 @@ def stored_rows(db: asyncpg.Connection, key: DialogKey, count: int) -> Callable[
         return int(await db.fetchval(f"SELECT count(*) FROM {key.table}")) == count
 
     return check
+
+
+@pytest.mark.parametrize(
+    ("seqs", "runs"),
+    [
+        ([], []),
+        ([7], [(7, 7)]),
+        ([3, 4, 5], [(3, 5)]),
+        ([5, 3, 4], [(3, 5)]),
+        ([1, 2, 4, 4, 5, 9], [(1, 2), (4, 5), (9, 9)]),
+    ],
+)
+def test_stored_seqs_become_runs_that_never_span_a_gap(seqs: list[int], runs: list[tuple[int, int]]) -> None:
+    assert storage_service.seq_runs(seqs) == runs
