@@ -15,7 +15,7 @@ every redelivered message, a no-op for rows already stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,11 @@ class Writer:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self._conn: asyncpg.pool.PoolConnectionProxy | None = None
+        # Set when the held connection dies while idle (a server restart, an idle timeout):
+        # asyncpg has then taken it back into the pool, and every call on it would fail with
+        # an InterfaceError that must not pass for a refused batch.
+        self._lost = False
+        self._held = 0
 
     async def write(self, batches: list[DialogBatch]) -> list[StoreResult]:
         """Store the batches; raises only when PostgreSQL is unreachable (see :func:`is_outage`),
@@ -98,14 +103,28 @@ class Writer:
 
     async def drop(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is not None and not self._lost:
             conn.terminate()
             await self.pool.release(conn)
 
     async def _connection(self) -> asyncpg.pool.PoolConnectionProxy:
+        if self._lost:
+            self._conn = None
         if self._conn is None:
-            self._conn = await self.pool.acquire()
+            conn: asyncpg.pool.PoolConnectionProxy = await self.pool.acquire()
+            self._held += 1
+            self._lost = False
+            conn.add_termination_listener(self._on_termination(self._held))
+            self._conn = conn
         return self._conn
+
+    def _on_termination(self, held: int) -> Callable[[object], None]:
+        def terminated(_: object) -> None:
+            # Only the connection held now: an earlier one, dropped, also ends up here.
+            if held == self._held:
+                self._lost = True
+
+        return terminated
 
 
 async def _write(conn: Connection, batches: list[DialogBatch]) -> list[StoreResult]:

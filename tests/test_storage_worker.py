@@ -451,6 +451,33 @@ async def test_messages_wait_in_the_stream_through_a_postgres_outage(
     assert await dead_letters(rds) == []
 
 
+async def test_connections_closed_while_idle_are_replaced_without_failing_a_batch(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An idle timeout or a server restart closes the lanes' connections between batches;
+    # asyncpg then takes them back into its pool, and a lane still holding one must connect
+    # again rather than take the failure for a batch PostgreSQL refused.
+    alice, bob = users[:2]
+    key = await dialog(db, alice, bob)
+    async with running(settings) as worker:
+        await publish(rds, message(key, 1, alice))
+        await eventually(drained(rds), worker, what="the first message is stored")
+        terminated = await db.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        assert terminated >= 1
+        await asyncio.sleep(0.2)
+        for seq in range(2, 6):
+            await publish(rds, message(key, seq, alice))
+        await eventually(drained(rds), worker, what="the next messages are stored")
+
+    assert [r["seq"] for r in await rows(db, key)] == [1, 2, 3, 4, 5]
+    assert "not stored" not in caplog.text
+    assert "unexpected failure" not in caplog.text
+
+
 def stored_rows(db: asyncpg.Connection, key: DialogKey, count: int) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return int(await db.fetchval(f"SELECT count(*) FROM {key.table}")) == count
