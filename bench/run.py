@@ -148,6 +148,7 @@ def _storage_line(storage: dict[str, Any]) -> str:
         f"({storage['rows']:,} rows, {storage['dialogs']} dialogs, {storage['worker_s']:.2f} s) vs raw COPY "
         f"{storage['copy_rows_per_s']:,.0f} rows/s ({storage['copy_s']:.2f} s): "
         f"{storage['worker_rows_per_s'] / storage['copy_rows_per_s']:.2f}x of the ceiling"
+        f" (median of {len(storage['ratios'])} rounds: {', '.join(f'{r:.2f}x' for r in storage['ratios'])})"
     )
 
 
