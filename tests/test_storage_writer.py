@@ -1,0 +1,110 @@
+"""The storage writer and its SQL function against a real PostgreSQL: a batch's senders are
+checked once, with the foreign key's guarantee, and the row triggers are off only inside the
+batch's transaction; a role that may not turn them off still stores, checking row by row."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from importlib import resources
+
+import asyncpg
+import pytest
+
+from chatkit.db import dialog_table_ddl
+from chatkit.dialogs import DialogKey
+from chatkit.settings import Settings
+from chatkit.streams import Entry
+from storage_worker import sql
+from storage_worker.batch import DialogBatch, group
+from storage_worker.writer import Writer, arguments, may_turn_row_triggers_off
+from tests.messages import encode, message
+
+GHOST = 999
+
+
+@pytest.fixture
+async def key(db: asyncpg.Connection) -> DialogKey:
+    """A dialog of users 1 and 2, its table, and the storage functions."""
+    await db.execute(resources.files("chatkit").joinpath("schema.sql").read_text())
+    for n in (1, 2):
+        await db.execute(
+            "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, 'x')",
+            n, f"user{n}", f"user{n}@example.com",
+        )
+    dialog = DialogKey.of(1, 2)
+    await db.execute(dialog_table_ddl(dialog))
+    await sql.install(db)
+    return dialog
+
+
+def batches(key: DialogKey, senders: list[int]) -> list[DialogBatch]:
+    entries = [
+        Entry(f"{seq}-0".encode(), encode(message(key, seq, sender))) for seq, sender in enumerate(senders, 1)
+    ]
+    grouped = group(entries)
+    assert grouped.bad == []
+    return grouped.batches
+
+
+async def stored(db: asyncpg.Connection, key: DialogKey) -> list[tuple[int, int]]:
+    return [(r["seq"], r["sender_id"]) for r in await db.fetch(f"SELECT seq, sender_id FROM {key.table} ORDER BY seq")]
+
+
+async def test_senders_are_checked_once_and_row_triggers_come_back_after_the_batch(
+    db: asyncpg.Connection, key: DialogKey
+) -> None:
+    assert await may_turn_row_triggers_off(db)
+    await db.fetch(sql.WRITE_BATCH, *arguments(batches(key, [1, 2, 1])), False, False, [1, 2])
+    assert await stored(db, key) == [(1, 1), (2, 2), (3, 1)]
+    assert await db.fetchval("SHOW session_replication_role") == "origin"
+    # The foreign key is still enforced for this session's next statements.
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await db.execute(
+            f"INSERT INTO {key.table} (seq, id, sent_at, sender_id, text) VALUES (9, $1, now(), $2, 'x')",
+            uuid.uuid4(), GHOST,
+        )
+
+
+async def test_a_missing_sender_fails_the_batch_as_the_foreign_key_would(
+    db: asyncpg.Connection, key: DialogKey
+) -> None:
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="1 of the batch's 2 senders"):
+        await db.fetch(sql.WRITE_BATCH, *arguments(batches(key, [1, GHOST])), False, False, [1, GHOST])
+    assert await stored(db, key) == []
+
+
+@pytest.fixture
+async def unprivileged(db: asyncpg.Connection, key: DialogKey) -> AsyncIterator[str]:
+    """A role that may write the dialog's table, and may not set session_replication_role."""
+    role = f"writer_{uuid.uuid4().hex[:12]}"
+    await db.execute(f'CREATE ROLE "{role}" LOGIN')
+    await db.execute(f'GRANT INSERT, SELECT ON {key.table} TO "{role}"')
+    try:
+        yield role
+    finally:
+        await db.execute(f'DROP OWNED BY "{role}"')
+        await db.execute(f'DROP ROLE "{role}"')
+
+
+async def test_a_role_that_may_not_turn_row_triggers_off_stores_checking_row_by_row(
+    settings: Settings, db: asyncpg.Connection, key: DialogKey, unprivileged: str
+) -> None:
+    pool = await asyncpg.create_pool(
+        settings.database_url, min_size=1, max_size=1, server_settings={"role": unprivileged}
+    )
+    try:
+        async with pool.acquire() as conn:
+            assert not await may_turn_row_triggers_off(conn)
+        writer = Writer(pool)
+        try:
+            [result] = await writer.write(batches(key, [1, GHOST, 2]))
+        finally:
+            await writer.drop()
+    finally:
+        await pool.close()
+    assert [item.row.seq for item in result.stored] == [1, 3]
+    [(item, reason)] = result.failed
+    assert item.row.seq == 2
+    assert reason.startswith("ForeignKeyViolationError")
+    assert await stored(db, key) == [(1, 1), (3, 2)]
