@@ -63,3 +63,16 @@ async def test_other_paths_are_not_the_websocket(stack: Stack) -> None:
     with pytest.raises(InvalidStatus) as refused:
         await websockets.connect(stack.gateway_urls[0] + "x", compression=None)
     assert refused.value.response.status_code == 403
+
+
+async def test_an_open_connection_keeps_no_handshake(stack: Stack) -> None:
+    # uvicorn would keep the upgrade request and the 101 response, headers and all, for the
+    # connection's life (gateway.server.WebSocketProtocol).
+    server = stack.servers[next(iter(stack.servers))]
+    async with websockets.connect(stack.gateway_urls[0], compression=None, user_agent_header="x" * 2000) as ws:
+        await ws.send('{"type": "dialogs"}')
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert reply["code"] == "unauthenticated"
+        [protocol] = [p for p in server.server_state.connections if getattr(p, "handshake_complete", False)]
+        assert not hasattr(protocol, "request") and not hasattr(protocol, "response")
+        assert protocol.scope["headers"] == ()
