@@ -13,6 +13,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from gateway.server import WebSocketProtocol
 from tests.harness import Stack
 
 
@@ -73,6 +74,7 @@ async def test_an_open_connection_keeps_no_handshake(stack: Stack) -> None:
         await ws.send('{"type": "dialogs"}')
         reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert reply["code"] == "unauthenticated"
-        [protocol] = [p for p in server.server_state.connections if getattr(p, "handshake_complete", False)]
+        [protocol] = [p for p in server.server_state.connections if isinstance(p, WebSocketProtocol)]
+        assert protocol.handshake_complete
         assert not hasattr(protocol, "request") and not hasattr(protocol, "response")
         assert protocol.scope["headers"] == ()
