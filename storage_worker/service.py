@@ -60,7 +60,10 @@ async def open_database(settings: Settings) -> asyncpg.Pool:
     outage = Outage("PostgreSQL")
     while True:
         try:
-            pool = await create_pool(settings.database_url, max_size=POOL_SIZE)
+            # No floor of idle connections: the lanes hold their own, and asyncpg's task that
+            # restores a floor would keep connecting through an outage and can leave a socket
+            # behind when the pool closes mid-attempt.
+            pool = await create_pool(settings.database_url, min_size=0, max_size=POOL_SIZE)
         except Unavailable as exc:
             outage.down(exc)
             await outage.pause()

@@ -106,9 +106,15 @@ class Writer:
 
     async def drop(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and not self._lost:
+        if conn is None or self._lost:
+            return
+        try:
             conn.terminate()
             await self.pool.release(conn)
+        except asyncpg.InterfaceError:
+            # It died under a call, and asyncpg took it back before its termination listener
+            # had run: nothing left to let go of.
+            log.debug("connection already back in the pool")
 
     async def _connection(self) -> asyncpg.pool.PoolConnectionProxy:
         if self._lost:

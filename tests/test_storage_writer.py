@@ -4,6 +4,7 @@ batch's transaction; a role that may not turn them off still stores, checking ro
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -17,8 +18,9 @@ from chatkit.settings import Settings
 from chatkit.streams import Entry
 from storage_worker import sql
 from storage_worker.batch import DialogBatch, group
-from storage_worker.writer import Writer, arguments, may_turn_row_triggers_off
+from storage_worker.writer import Writer, arguments, is_outage, may_turn_row_triggers_off
 from tests.messages import encode, message
+from tests.tcp_proxy import TcpProxy
 
 GHOST = 999
 
@@ -108,3 +110,40 @@ async def test_a_role_that_may_not_turn_row_triggers_off_stores_checking_row_by_
     assert item.row.seq == 2
     assert reason.startswith("ForeignKeyViolationError")
     assert await stored(db, key) == [(1, 1), (3, 2)]
+
+
+async def test_a_connection_lost_under_a_batch_is_an_outage_and_the_next_batch_reconnects(
+    settings: Settings, db: asyncpg.Connection, key: DialogKey
+) -> None:
+    # A trigger that fires even with row triggers off holds the batch while the link to the
+    # server goes, as in a restart or a failover. asyncpg takes the dead connection back into
+    # its pool before the writer's termination listener runs; dropping it then must not fail.
+    await db.execute(
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(5); RETURN NULL; END $$"
+    )
+    await db.execute(f"CREATE TRIGGER slow AFTER INSERT ON {key.table} FOR EACH STATEMENT EXECUTE FUNCTION slow()")
+    await db.execute(f"ALTER TABLE {key.table} ENABLE ALWAYS TRIGGER slow")
+    proxy = TcpProxy.for_url(settings.database_url)
+    await proxy.start()
+    pool = await asyncpg.create_pool(proxy.url(settings.database_url), min_size=1, max_size=2)
+    writer = Writer(pool)
+    try:
+        writing = asyncio.create_task(writer.write(batches(key, [1, 2])))
+        for _ in range(100):
+            if await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"):
+                break
+            await asyncio.sleep(0.05)
+        await proxy.stop()
+        with pytest.raises(Exception) as raised:
+            await writing
+        assert is_outage(raised.value), raised.value
+        await db.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+        await db.execute(f"DROP TRIGGER slow ON {key.table}")
+        await proxy.start()
+        [result] = await writer.write(batches(key, [1, 2]))
+        assert result.failed == [] and result.inserted == 2
+    finally:
+        await writer.drop()
+        await pool.close()
+        await proxy.stop()
+    assert await stored(db, key) == [(1, 1), (2, 2)]
