@@ -139,6 +139,9 @@ class StorageWorker:
                         await ready.put(entries)
                     await self.trimmer.maybe_trim()
                     self.stats.maybe_log()
+                    if 0 < len(entries) < self.settings.storage_batch_size:
+                        # A short read: the backlog is gone, let the next batch fill up a little.
+                        await asyncio.sleep(self.settings.storage_linger_ms / 1000)
             except REDIS_DOWN as exc:
                 self.redis_outage.down(exc)
                 await self.redis_outage.pause()

@@ -451,6 +451,26 @@ async def test_messages_wait_in_the_stream_through_a_postgres_outage(
     assert await dead_letters(rds) == []
 
 
+async def test_after_a_short_read_the_worker_lets_the_next_batch_fill(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
+) -> None:
+    alice, bob = users[:2]
+    key = await dialog(db, alice, bob)
+    lingering = settings.with_overrides(storage_linger_ms=1500)
+    async with running(lingering) as worker:
+        # The first message after a quiet spell is read at once...
+        await publish(rds, message(key, 1, alice))
+        await eventually(drained(rds), worker, what="the first message is stored")
+        # ...and the read that took it was short, so the next ones wait for the linger and
+        # then go together.
+        for seq in range(2, 6):
+            await publish(rds, message(key, seq, alice))
+        await asyncio.sleep(0.3)
+        assert [r["seq"] for r in await rows(db, key)] == [1]
+        await eventually(drained(rds), worker, what="the next messages are stored")
+    assert [r["seq"] for r in await rows(db, key)] == [1, 2, 3, 4, 5]
+
+
 async def test_connections_closed_while_idle_are_replaced_without_failing_a_batch(
     settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int],
     caplog: pytest.LogCaptureFixture,
