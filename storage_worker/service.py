@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import cast
 
 import asyncpg
+import hiredis
 from redis.asyncio import Redis
 
 from chatkit import keys
@@ -220,9 +222,16 @@ class StorageWorker:
             for low, high in seq_runs([item.row.seq for item in result.stored]):
                 replies.append(self.acks.call("ZREMRANGEBYSCORE", pending, low, high))
         replies.append(self.acks.call("EXEC"))
-        for outcome in await asyncio.gather(*replies, return_exceptions=True):
+        outcomes = await asyncio.gather(*replies, return_exceptions=True)
+        for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+        # A command that failed inside the transaction (a pending set of the wrong type, say)
+        # comes back as an error value among EXEC's replies rather than as an exception.
+        executed = cast("list[object] | None", outcomes[-1])
+        for reply in executed or ():
+            if isinstance(reply, hiredis.ReplyError):
+                log.error("acknowledging %d stored messages: %s", len(ids), reply)
 
     async def _retry_or_park(self, result: StoreResult) -> int:
         """Leave failed entries pending for a retry after a claim, or dead-letter them, with

@@ -451,6 +451,22 @@ async def test_messages_wait_in_the_stream_through_a_postgres_outage(
     assert await dead_letters(rds) == []
 
 
+async def test_a_broken_pending_set_is_reported_and_the_message_still_acknowledged(
+    settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    alice, bob = users[:2]
+    key = await dialog(db, alice, bob)
+    # Not a sorted set: the cleanup inside the acknowledging transaction fails on its own.
+    await rds.set(keys.dialog_pending(key.id), "not a sorted set")
+    msg = message(key, 1, alice)
+    await publish_raw(rds, encode(msg))
+    async with running(settings) as worker:
+        await eventually(drained(rds), worker, what="the message is stored and acknowledged")
+    assert [r["seq"] for r in await rows(db, key)] == [1]
+    assert "WRONGTYPE" in caplog.text and "acknowledging 1 stored messages" in caplog.text
+
+
 async def test_after_a_short_read_the_worker_lets_the_next_batch_fill(
     settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
 ) -> None:
