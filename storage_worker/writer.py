@@ -5,17 +5,17 @@ The batch goes to :data:`storage_worker.sql.WRITE_BATCH` on a connection held ac
 (no pool acquire and reset per batch). Normally that is one call of plain inserts without
 subtransactions. A unique violation means some rows were stored before (a redelivery): the
 call runs again skipping them. When it is refused otherwise, the call runs again with each
-dialog isolated, which reports the failing
-dialogs or rows instead of aborting; and when even that call is refused as a whole (PostgreSQL
-rejected an argument, say a text with a NUL byte), the batch is split, dialog by dialog, then
-row by row, until only the culprits are left. ``ON CONFLICT DO NOTHING`` makes every retry, and
-every redelivered message, a no-op for rows already stored.
+dialog isolated, which reports the failing dialogs or rows instead of aborting; and when even
+that call is refused as a whole (PostgreSQL rejected an argument, say a text with a NUL byte),
+the batch is split, dialog by dialog, then row by row, until only the culprits are left.
+``ON CONFLICT DO NOTHING`` makes every retry, and every redelivered message, a no-op for rows
+already stored.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from chatkit.db import CONNECTION_ERRORS
 from chatkit.dialogs import DialogKey
 from storage_worker import sql
 from storage_worker.batch import DialogBatch, Item
+from storage_worker.held import Connection, HeldConnection
 
 log = logging.getLogger(__name__)
 
@@ -62,23 +63,11 @@ def reason_of(state: str, message: str) -> str:
     return f"{cls.__name__}: {message}"
 
 
-Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-
-
 class Writer:
-    """Holds one connection of the pool and writes batches through it."""
+    """Writes batches through one connection of the pool, held across batches."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-        self._conn: asyncpg.pool.PoolConnectionProxy | None = None
-        # Set when the held connection dies while idle (a server restart, an idle timeout):
-        # asyncpg has then taken it back into the pool, and every call on it would fail with
-        # an InterfaceError that must not pass for a refused batch.
-        self._lost = False
-        self._held = 0
-        # Whether the held connection may check senders once per batch (see sql.py): its role
-        # may set session_replication_role.
-        self._per_batch_checks = False
+        self.held = HeldConnection(pool)
 
     async def write(self, batches: list[DialogBatch]) -> list[StoreResult]:
         """Store the batches; raises only when PostgreSQL is unreachable (see :func:`is_outage`),
@@ -86,78 +75,26 @@ class Writer:
         if not batches:
             return []
         try:
-            conn = await self._connection()
-            return await _write(conn, batches, self._per_batch_checks)
+            conn = await self.held.get()
+            return await _write(conn, batches, self.held.per_batch_checks)
         except BaseException:
             # Refused statements are handled inside; what gets here is a broken connection, a
             # cancel mid-call or a bug, after which the connection's state is unknown.
-            await self.drop()
+            await self.held.drop()
             raise
 
     async def warm(self) -> None:
         """Connect and have the statement prepared (and its types looked up) before the first
         batch, so that batch pays for neither. Failing that, the first write connects."""
         try:
-            conn = await self._connection()
+            conn = await self.held.get()
             await conn.fetch(sql.WRITE_BATCH, *arguments([]), False, False, None)
         except Exception as exc:
             log.info("could not prepare a connection ahead of the first batch (%s)", describe(exc))
-            await self.drop()
+            await self.held.drop()
 
     async def drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None or self._lost:
-            return
-        try:
-            conn.terminate()
-            await self.pool.release(conn)
-        except asyncpg.InterfaceError:
-            # It died under a call, and asyncpg took it back before its termination listener
-            # had run: nothing left to let go of.
-            log.debug("connection already back in the pool")
-
-    async def _connection(self) -> asyncpg.pool.PoolConnectionProxy:
-        if self._lost:
-            self._conn = None
-        if self._conn is None:
-            conn: asyncpg.pool.PoolConnectionProxy = await self.pool.acquire()
-            self._held += 1
-            self._lost = False
-            conn.add_termination_listener(self._on_termination(self._held))
-            self._conn = conn
-            self._per_batch_checks = await may_turn_row_triggers_off(conn)
-        return self._conn
-
-    def _on_termination(self, held: int) -> Callable[[object], None]:
-        def terminated(_: object) -> None:
-            # Only the connection held now: an earlier one, dropped, also ends up here.
-            if held == self._held:
-                self._lost = True
-
-        return terminated
-
-
-_warned_row_checks = False
-
-
-async def may_turn_row_triggers_off(conn: Connection) -> bool:
-    """Whether this connection's role may set session_replication_role (a superuser, or a role
-    granted SET on it), which the per-batch sender check needs."""
-    global _warned_row_checks
-    try:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL session_replication_role = replica")
-    except asyncpg.InsufficientPrivilegeError:
-        if not _warned_row_checks:
-            _warned_row_checks = True
-            log.warning(
-                "this role may not set session_replication_role, so each stored row is checked "
-                "against users on its own, which costs PostgreSQL about 40%% more per row; "
-                "GRANT SET ON PARAMETER session_replication_role TO the worker's role to check "
-                "each batch's senders at once"
-            )
-        return False
-    return True
+        await self.held.drop()
 
 
 async def _write(conn: Connection, batches: list[DialogBatch], per_batch_checks: bool) -> list[StoreResult]:

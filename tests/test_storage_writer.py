@@ -18,7 +18,8 @@ from chatkit.settings import Settings
 from chatkit.streams import Entry
 from storage_worker import sql
 from storage_worker.batch import DialogBatch, group
-from storage_worker.writer import Writer, arguments, is_outage, may_turn_row_triggers_off
+from storage_worker.held import may_turn_row_triggers_off
+from storage_worker.writer import Writer, arguments, is_outage
 from tests.messages import encode, message
 from tests.tcp_proxy import TcpProxy
 
