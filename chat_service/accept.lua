@@ -10,9 +10,9 @@
 --       5 idempotency TTL seconds, 6 seq floor ('' when unknown), 7 stream entry field,
 --       8 reply JSON before the message, 9 reply JSON after it,
 --       10 request consumer group, 11 request entry id
--- Returns {1, message} for a new message, {0, message} for a repeat, {-1, ''} when the
--- dialog has no counter here and the caller must look up the floor and call again (nothing
--- was published or acknowledged then).
+-- Returns 1 for a new message, 0 for a repeat (both already answered to the sender), -1 when
+-- the dialog has no counter here and the caller must look up the floor and call again
+-- (nothing was published or acknowledged then).
 local function answer(message)
   redis.call('PUBLISH', KEYS[7], ARGV[8] .. message .. ARGV[9])
   redis.call('XACK', KEYS[8], ARGV[10], ARGV[11])
@@ -21,11 +21,11 @@ end
 local previous = redis.call('GET', KEYS[2])
 if previous then
   answer(previous)
-  return {0, previous}
+  return 0
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[6] == '' then
-    return {-1, ''}
+    return -1
   end
   -- Never hand out a seq that a message still waiting for storage already has.
   local floor = tonumber(ARGV[6])
@@ -48,4 +48,4 @@ if KEYS[6] ~= KEYS[5] then
   redis.call('PUBLISH', KEYS[6], event)
 end
 answer(message)
-return {1, message}
+return 1

@@ -9,7 +9,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
 
 import msgspec
 
@@ -74,7 +73,7 @@ class Sequencer:
             b'{"conn":' + _encode(origin.conn) + b',"answers":"send","frame":{"type":"sent","client_msg_id":'
             + _encode(client_msg_id) + ref + b',"message":'
         )
-        result: list[Any] = await self.pipeline.eval_script(
+        outcome = await self.pipeline.eval_script(
             _SHA, _SCRIPT,
             keys=[
                 keys.dialog_seq(key.id),
@@ -92,5 +91,5 @@ class Sequencer:
                 reply_before, b"}}", keys.CHAT_GROUP, origin.entry_id,
             ],
         )
-        if int(result[0]) == -1:
+        if outcome == -1:
             raise FloorNeeded(key.id)
