@@ -10,7 +10,7 @@ from auth_service.passwords import Passwords
 from auth_service.tokens import Tokens
 from chatkit import keys
 from chatkit.db import apply_schema, create_pool
-from chatkit.redis_client import connect
+from chatkit.redis import RedisClient
 from chatkit.service import RequestService
 from chatkit.settings import Settings
 
@@ -26,7 +26,7 @@ async def serve(settings: Settings) -> None:
     tokens = Tokens(settings.secret, settings.token_ttl_seconds)
     if len(settings.secret.encode()) < _SHORT_SECRET_BYTES:
         log.warning("CHAT_SECRET is shorter than %d bytes; use a long random one", _SHORT_SECRET_BYTES)
-    redis = connect(settings.redis_url)
+    redis = RedisClient.from_url(settings.redis_url)
     try:
         pool = await create_pool(settings.database_url, wait_seconds=math.inf)
         try:
@@ -45,4 +45,4 @@ async def serve(settings: Settings) -> None:
         finally:
             await pool.close()
     finally:
-        await redis.aclose()
+        await redis.close()

@@ -1,7 +1,7 @@
 """Reading a dialog's messages from both places they live: the table (stored) and the Redis
 pending set (sent, not yet stored).
 
-The pending set is read first, together with the seq counter, in one MULTI: that fixes a
+The pending set is read first, together with the seq counter, in one transaction (MULTI): that fixes a
 snapshot seq S. Every message with seq <= S is then either in the set as read, or was stored
 before it left the set (the storage worker commits, then removes), so the table read that
 follows sees it. Messages above S are left out, so a page never has a hole."""
@@ -9,31 +9,31 @@ follows sees it. Messages above S are left out, so a page never has a hole."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import asyncpg
 import msgspec
-from redis.asyncio import Redis
 
 from chat_service import store
 from chatkit import keys
 from chatkit.dialogs import DialogKey
+from chatkit.redis import RedisClient, first_error
 from chatkit.wire import Message
 
 _decode_message = msgspec.json.Decoder(Message).decode
 
 
 class HistoryReader:
-    def __init__(self, redis: Redis, pool: asyncpg.Pool) -> None:
+    def __init__(self, redis: RedisClient, pool: asyncpg.Pool) -> None:
         self.redis = redis
         self.pool = pool
 
     async def page(self, key: DialogKey, *, before: int | None, limit: int) -> list[Message]:
         """The `limit` newest messages with seq < before, oldest first."""
         top = "+inf" if before is None else f"({before}"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.get(keys.dialog_seq(key.id))
-            pipe.zrevrangebyscore(keys.dialog_pending(key.id), top, "-inf", start=0, num=limit)
-            raw_seq, pending = await pipe.execute()
+        raw_seq, pending = await self._snapshot_read(
+            key, ("ZREVRANGEBYSCORE", keys.dialog_pending(key.id), top, "-inf", "LIMIT", 0, limit)
+        )
         snapshot = _snapshot(raw_seq)
         bound = min(before if before is not None else math.inf, snapshot + 1)
         stored = await store.stored_messages(
@@ -44,16 +44,23 @@ class HistoryReader:
     async def after(self, key: DialogKey, *, after: int, limit: int) -> tuple[list[Message], int | None]:
         """The `limit` oldest messages with seq > after, oldest first, and the snapshot seq
         (None when Redis has no counter for the dialog)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.get(keys.dialog_seq(key.id))
-            pipe.zrangebyscore(keys.dialog_pending(key.id), f"({after}", "+inf", start=0, num=limit)
-            raw_seq, pending = await pipe.execute()
+        raw_seq, pending = await self._snapshot_read(
+            key, ("ZRANGEBYSCORE", keys.dialog_pending(key.id), f"({after}", "+inf", "LIMIT", 0, limit)
+        )
         snapshot = _snapshot(raw_seq)
         stored = await store.stored_messages(
             self.pool, key, after=after, before=_sql_bound(snapshot + 1), limit=limit, newest=False
         )
         messages = _merge(stored, pending, snapshot)[:limit]
         return messages, None if math.isinf(snapshot) else int(snapshot)
+
+    async def _snapshot_read(self, key: DialogKey, pending_range: tuple[Any, ...]) -> tuple[bytes | None, list[bytes]]:
+        """The seq counter and a range of the pending set, read together."""
+        replies = await self.redis.transaction(("GET", keys.dialog_seq(key.id)), pending_range)
+        if (error := first_error(replies)) is not None:
+            raise error
+        raw_seq, pending = replies
+        return raw_seq, pending
 
 
 def _snapshot(raw_seq: bytes | None) -> float:

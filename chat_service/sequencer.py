@@ -13,9 +13,9 @@ from importlib import resources
 import msgspec
 
 from chatkit import keys
-from chatkit.autopipeline import AutoPipeline
 from chatkit.dialogs import DialogKey
 from chatkit.envelopes import ENTRY_FIELD
+from chatkit.redis import RedisClient
 from chatkit.wire import Message, UserRef
 
 _encode = msgspec.json.Encoder().encode
@@ -42,7 +42,7 @@ class Origin:
 
 
 class Sequencer:
-    def __init__(self, pipeline: AutoPipeline, client_msg_id_ttl_seconds: int) -> None:
+    def __init__(self, pipeline: RedisClient, client_msg_id_ttl_seconds: int) -> None:
         self.pipeline = pipeline
         self.client_msg_id_ttl = client_msg_id_ttl_seconds
 

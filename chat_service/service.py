@@ -10,31 +10,27 @@ from chat_service.handlers import ChatHandlers
 from chat_service.history import HistoryReader
 from chat_service.sequencer import Sequencer
 from chatkit import keys
-from chatkit.autopipeline import AutoPipeline
 from chatkit.db import apply_schema, create_pool
-from chatkit.redis_client import connect
+from chatkit.redis import RedisClient
 from chatkit.service import RequestService
 from chatkit.settings import Settings
 
 
 async def serve(settings: Settings) -> None:
-    redis = connect(settings.redis_url)
+    redis = RedisClient.from_url(settings.redis_url)
     pool = await create_pool(settings.database_url, wait_seconds=math.inf)
     try:
         await apply_schema(pool)
-        pipeline = AutoPipeline.beside(redis)
-        sequencer = Sequencer(pipeline, settings.client_msg_id_ttl_seconds)
+        sequencer = Sequencer(redis, settings.client_msg_id_ttl_seconds)
         handlers = ChatHandlers(settings, pool, sequencer, HistoryReader(redis, pool))
         service = RequestService(
             redis, settings, stream=keys.CHAT_REQUESTS, group=keys.CHAT_GROUP, handler=handlers.handle,
-            pipeline=pipeline,
         )
         try:
             await service.run()
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(service.drain())
-            await pipeline.close()
     finally:
         await pool.close()
-        await redis.aclose()
+        await redis.close()

@@ -11,15 +11,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
-from redis.asyncio import Redis
 
 from chatkit import keys
-from chatkit.autopipeline import AutoPipeline
+from chatkit.backoff import Backoff
 from chatkit.envelopes import ConnReply, Request, UserEvent
 from chatkit.errors import RequestError, Unavailable
-from chatkit.redis_client import REDIS_DOWN
+from chatkit.redis import REDIS_DOWN, RedisClient
 from chatkit.settings import Settings
-from chatkit.streams import Entry, StreamConsumer, backoff_sleep, ensure_group
+from chatkit.streams import Entry, StreamConsumer, ensure_group
 from chatkit.wire import Error, Reply, UserRef
 
 log = logging.getLogger(__name__)
@@ -67,13 +66,10 @@ Handler = Callable[[Request, Outbox], Awaitable[None]]
 
 
 class RequestService:
-    def __init__(
-        self, redis: Redis, settings: Settings, *, stream: str, group: str, handler: Handler,
-        pipeline: AutoPipeline | None = None,
-    ) -> None:
+    def __init__(self, redis: RedisClient, settings: Settings, *, stream: str, group: str, handler: Handler) -> None:
+        """``redis`` is shared with the handler (the caller closes it); the consumer's blocking
+        reads take a link of their own from it."""
         self.redis = redis
-        self._owns_pipeline = pipeline is None
-        self.pipeline = pipeline or AutoPipeline.beside(redis)
         self.settings = settings
         self.stream = stream
         self.handler = handler
@@ -86,28 +82,26 @@ class RequestService:
 
     async def run(self) -> None:
         """Serve until cancelled; a Redis outage pauses the loop instead of ending it."""
-        attempt = 0
+        backoff = Backoff()
         while True:
             try:
                 await ensure_group(self.redis, self.stream, self.consumer.group)
+                backoff.reset()
                 await self._serve()
             except REDIS_DOWN as exc:
                 log.warning("Redis unreachable (%s); retrying", exc)
-                await backoff_sleep(attempt)
-                attempt += 1
+                await backoff.wait()
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Let requests already taken finish (on shutdown). Those still running after
         ``timeout`` are cancelled, so no task outlives the service; unacknowledged, they stay
-        pending for another replica to claim. Closes the pipeline if this service made it."""
+        pending for another replica to claim."""
         if self._tasks:
             _, late = await asyncio.wait(self._tasks, timeout=timeout)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         await self.consumer.close()
-        if self._owns_pipeline:
-            await self.pipeline.close()
 
     async def _serve(self) -> None:
         while True:
@@ -170,7 +164,7 @@ class RequestService:
     async def _publish(self, entry: Entry, outbox: Outbox) -> None:
         request = outbox.request
         calls = [
-            self.pipeline.call("PUBLISH", keys.user_channel(user_id), _encode(event))
+            self.redis.call("PUBLISH", keys.user_channel(user_id), _encode(event))
             for user_id, event in outbox.events
         ]
         if outbox.reply_frame is not None:
@@ -182,6 +176,6 @@ class RequestService:
                 positions=outbox.positions,
                 answers=request.frame.__struct_config__.tag,  # type: ignore[arg-type]
             )
-            calls.append(self.pipeline.call("PUBLISH", keys.gateway_channel(request.gateway), _encode(reply)))
-        calls.append(self.pipeline.call("XACK", self.stream, self.consumer.group, entry.id))
+            calls.append(self.redis.call("PUBLISH", keys.gateway_channel(request.gateway), _encode(reply)))
+        calls.append(self.redis.call("XACK", self.stream, self.consumer.group, entry.id))
         await asyncio.gather(*calls)

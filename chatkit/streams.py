@@ -1,27 +1,32 @@
 """Consuming a Redis stream with a consumer group: each entry is handled by one replica, an
 entry left pending by a replica that died is claimed by another (XAUTOCLAIM), and one that
-keeps failing is moved to the dead-letter stream with the reason."""
+keeps failing is moved to the dead-letter stream with the reason.
+
+Everything goes through one :class:`~chatkit.redis.RedisClient`: the blocking XREADGROUP on a
+link of its own (it would hold up every command behind it), the rest on the client's shared
+link. Both fail alike (chatkit.redis.errors)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import cast
+from typing import Any, cast
 
 import msgspec
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from chatkit import keys
-from chatkit.autopipeline import AutoPipeline
 from chatkit.envelopes import ENTRY_FIELD
+from chatkit.redis import BusyGroup, NoGroup, RedisClient, first_error
 
 log = logging.getLogger(__name__)
 
 
 # How long past its BLOCK time a read may take before the connection is presumed dead.
 READ_GRACE_SECONDS = 5.0
+# The dead-letter stream keeps about this many entries.
+DEAD_LETTERS_MAXLEN = 100_000
 
 
 class Entry(msgspec.Struct, gc=False):
@@ -34,19 +39,17 @@ class Entry(msgspec.Struct, gc=False):
     deliveries: int = 1
 
 
-async def ensure_group(redis: Redis, stream: str, group: str) -> None:
+async def ensure_group(redis: RedisClient, stream: str, group: str) -> None:
     # "0", not "$": requests queued before the first replica ever started are still handled.
-    try:
-        await redis.xgroup_create(stream, group, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    # BUSYGROUP: another replica (or an earlier start) created it.
+    with contextlib.suppress(BusyGroup):
+        await redis.call("XGROUP", "CREATE", stream, group, "0", "MKSTREAM")
 
 
 class StreamConsumer:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         stream: str,
         group: str,
         consumer: str,
@@ -63,10 +66,7 @@ class StreamConsumer:
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
         self._next_claim = 0.0
-        # Reads go over a connection of their own, parsed by hiredis: a blocking XREADGROUP
-        # must not hold up other commands, and redis-py's per-entry dicts cost more than the
-        # entries' own handling.
-        self._reads = AutoPipeline.beside(redis)
+        self._reads = redis.blocking_link()
 
     async def read(self, count: int) -> list[Entry]:
         """Entries to handle: stale ones of dead replicas first, then new ones (blocking
@@ -86,55 +86,48 @@ class StreamConsumer:
             # No answer long after the block ran out: the link is dead without having said so.
             await self._reads.close()
             raise ConnectionError(f"no reply to XREADGROUP on {self.stream}") from None
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
+        except NoGroup:
             # The stream or group vanished (Redis lost its data): recreate, read again.
             await ensure_group(self.redis, self.stream, self.group)
             return []
         # [[stream, [[id, [field, value, ...]], ...]]], or None when the block timed out.
         streams = cast(list[tuple[bytes, list[tuple[bytes, list[bytes]]]]], reply or [])
-        return [_raw_entry(entry_id, fields) for _, items in streams for entry_id, fields in items]
+        return [_entry(entry_id, fields) for _, items in streams for entry_id, fields in items]
 
     async def close(self) -> None:
         await self._reads.close()
 
     async def ack(self, *ids: bytes) -> None:
         if ids:
-            await self.redis.xack(self.stream, self.group, *ids)
+            await self.redis.call("XACK", self.stream, self.group, *ids)
 
     async def dead_letter(self, entry: Entry, reason: str) -> None:
-        """Park an entry that cannot be handled, with why, and stop redelivering it."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                keys.DEAD_LETTERS,
-                {
-                    b"stream": self.stream,
-                    b"id": entry.id,
-                    b"reason": reason[:2000],
-                    b"deliveries": str(entry.deliveries),
-                    ENTRY_FIELD: entry.data,
-                },
-                maxlen=100_000,
-                approximate=True,
-            )
-            pipe.xack(self.stream, self.group, entry.id)
-            await pipe.execute()
+        """Park an entry that cannot be handled, with why, and stop redelivering it: the copy
+        and the acknowledgement in one transaction."""
+        replies = await self.redis.transaction(
+            (
+                "XADD", keys.DEAD_LETTERS, "MAXLEN", "~", DEAD_LETTERS_MAXLEN, "*",
+                "stream", self.stream, "id", entry.id, "reason", reason[:2000],
+                "deliveries", entry.deliveries, ENTRY_FIELD, entry.data,
+            ),
+            ("XACK", self.stream, self.group, entry.id),
+        )
+        if (error := first_error(replies)) is not None:
+            raise error
         log.error("dead-lettered %s entry %s after %d deliveries: %s",
                   self.stream, entry.id.decode(), entry.deliveries, reason)
 
     async def _claim(self, count: int) -> list[Entry]:
         try:
-            reply = await self.redis.xautoclaim(
-                self.stream, self.group, self.consumer, self.claim_idle_ms, start_id="0-0", count=count
+            reply = await self.redis.call(
+                "XAUTOCLAIM", self.stream, self.group, self.consumer, self.claim_idle_ms, "0-0", "COUNT", count
             )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
+        except NoGroup:
             await ensure_group(self.redis, self.stream, self.group)
             return []
-        # Entries deleted from the stream while pending come back as None: nothing to do.
-        claimed = [_entry(entry_id, fields) for entry_id, fields in reply[1] if fields]
+        # [next start, [[id, [field, value, ...]], ...], deleted ids]. An entry deleted from
+        # the stream while pending is left out (or, before Redis 7, comes with no fields).
+        claimed = [_entry(item[0], item[1]) for item in cast(list[Any], reply[1]) if item and item[1]]
         if not claimed:
             return []
         await self._count_deliveries(claimed)
@@ -148,16 +141,16 @@ class StreamConsumer:
         return fresh
 
     async def _count_deliveries(self, entries: list[Entry]) -> None:
-        pending = await self.redis.xpending_range(
-            self.stream, self.group, min=entries[0].id, max=entries[-1].id,
-            count=len(entries) * 2, consumername=self.consumer,
+        # [[id, consumer, idle ms, times delivered], ...]
+        pending = await self.redis.call(
+            "XPENDING", self.stream, self.group, entries[0].id, entries[-1].id, len(entries) * 2, self.consumer
         )
-        counts = {row["message_id"]: int(row["times_delivered"]) for row in pending}
+        counts = {row[0]: int(row[3]) for row in cast(list[list[Any]], pending)}
         for entry in entries:
             entry.deliveries = counts.get(entry.id, entry.deliveries)
 
 
-def _raw_entry(entry_id: bytes, fields: list[bytes]) -> Entry:
+def _entry(entry_id: bytes, fields: list[bytes]) -> Entry:
     if len(fields) == 2 and fields[0] == ENTRY_FIELD:
         # Every entry this project writes: its only field.
         return Entry(entry_id, fields[1])
@@ -165,11 +158,3 @@ def _raw_entry(entry_id: bytes, fields: list[bytes]) -> Entry:
         if fields[index] == ENTRY_FIELD:
             return Entry(id=entry_id, data=fields[index + 1])
     return Entry(id=entry_id, data=b"")
-
-
-def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
-    return Entry(id=entry_id, data=fields.get(ENTRY_FIELD, b""))
-
-
-async def backoff_sleep(attempt: int, *, cap: float = 2.0) -> None:
-    await asyncio.sleep(min(cap, 0.05 * 2 ** min(attempt, 10)))

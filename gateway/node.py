@@ -13,9 +13,8 @@ from typing import Any
 import msgspec
 
 from chatkit import keys
-from chatkit.autopipeline import AutoPipeline
 from chatkit.envelopes import ENTRY_FIELD, Request
-from chatkit.redis_client import REDIS_DOWN
+from chatkit.redis import REDIS_DOWN, RedisClient
 from chatkit.settings import Settings
 from chatkit.wire import Sync
 from gateway.broker_redis import RedisBroker
@@ -43,7 +42,7 @@ class GatewayNode:
         self.settings = settings
         self.id = uuid.uuid4().hex[:12]
         self.channel = keys.gateway_channel(self.id)
-        self.pipeline = AutoPipeline.from_url(settings.redis_url)
+        self.pipeline = RedisClient.from_url(settings.redis_url)
         self.broker = RedisBroker(settings.redis_url)
         self.registry = Registry(self.id, self._subscribe_user, self._unsubscribe_user)
         self.relay = Relay(self.broker, self.registry, self.channel)

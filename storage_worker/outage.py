@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 
-from chatkit.streams import backoff_sleep
+from chatkit.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ class Outage:
     def __init__(self, server: str) -> None:
         self.server = server
         self._since: float | None = None
-        self._attempt = 0
+        self._backoff = Backoff()
 
     @property
     def ongoing(self) -> bool:
@@ -32,13 +32,12 @@ class Outage:
         if self._since is not None:
             log.warning("%s reachable again after %.1fs", self.server, time.monotonic() - self._since)
             self._since = None
-            self._attempt = 0
+            self._backoff.reset()
 
     async def pause(self) -> None:
         # A retry loop is where a swallowed cancellation would otherwise spin forever.
         raise_if_cancelled()
-        await backoff_sleep(self._attempt)
-        self._attempt += 1
+        await self._backoff.wait()
 
 
 def raise_if_cancelled() -> None:

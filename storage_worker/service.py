@@ -12,17 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import cast
 
 import asyncpg
-import hiredis
-from redis.asyncio import Redis
 
 from chatkit import keys
-from chatkit.autopipeline import AutoPipeline
 from chatkit.db import CONNECTION_ERRORS, apply_schema, create_pool
 from chatkit.errors import Unavailable
-from chatkit.redis_client import REDIS_DOWN, connect
+from chatkit.redis import REDIS_DOWN, RedisClient, ReplyError
 from chatkit.settings import Settings
 from chatkit.streams import Entry, StreamConsumer, ensure_group
 from storage_worker import sql
@@ -47,7 +43,7 @@ POOL_SIZE = LANES + 1
 
 async def serve(settings: Settings) -> None:
     """Store messages until cancelled; outages of Redis or PostgreSQL pause it, never end it."""
-    redis = connect(settings.redis_url)
+    redis = RedisClient.from_url(settings.redis_url)
     try:
         pool = await open_database(settings)
         try:
@@ -55,7 +51,7 @@ async def serve(settings: Settings) -> None:
         finally:
             await close_pool(pool)
     finally:
-        await redis.aclose()
+        await redis.close()
 
 
 async def open_database(settings: Settings) -> asyncpg.Pool:
@@ -98,7 +94,7 @@ async def close_pool(pool: asyncpg.Pool) -> None:
 
 
 class StorageWorker:
-    def __init__(self, redis: Redis, pool: asyncpg.Pool, settings: Settings) -> None:
+    def __init__(self, redis: RedisClient, pool: asyncpg.Pool, settings: Settings) -> None:
         self.redis = redis
         self.pool = pool
         self.settings = settings
@@ -106,8 +102,6 @@ class StorageWorker:
             redis, keys.MESSAGES, keys.STORAGE_GROUP, settings.instance,
             claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
         )
-        # Acknowledgements go over a link of their own: the consumer's may be blocked in a read.
-        self.acks = AutoPipeline.beside(redis)
         self.trimmer = Trimmer(redis, keys.MESSAGES, TRIM_INTERVAL_SECONDS)
         self.redis_outage = Outage("Redis")
         self.pg_outage = Outage("PostgreSQL")
@@ -127,7 +121,6 @@ class StorageWorker:
                     tasks.create_task(self._lane(writer, ready))
         finally:
             await self.consumer.close()
-            await self.acks.close()
 
     async def _read(self, ready: asyncio.Queue[list[Entry]]) -> None:
         while True:
@@ -215,22 +208,17 @@ class StorageWorker:
         if not ids:
             return
         # One transaction: the acknowledgement and the pending-set cleanup happen together.
-        # The commands are issued without a pause, so no other lane's can come between them.
-        replies = [self.acks.call("MULTI"), self.acks.call("XACK", keys.MESSAGES, keys.STORAGE_GROUP, *ids)]
+        # (The consumer's blocking reads are on a link of their own, so this one is never held
+        # up behind a read.)
+        commands: list[tuple[object, ...]] = [("XACK", keys.MESSAGES, keys.STORAGE_GROUP, *ids)]
         for result in results:
             pending = keys.dialog_pending(result.key.id)
             for low, high in seq_runs([item.row.seq for item in result.stored]):
-                replies.append(self.acks.call("ZREMRANGEBYSCORE", pending, low, high))
-        replies.append(self.acks.call("EXEC"))
-        outcomes = await asyncio.gather(*replies, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+                commands.append(("ZREMRANGEBYSCORE", pending, low, high))
         # A command that failed inside the transaction (a pending set of the wrong type, say)
         # comes back as an error value among EXEC's replies rather than as an exception.
-        executed = cast("list[object] | None", outcomes[-1])
-        for reply in executed or ():
-            if isinstance(reply, hiredis.ReplyError):
+        for reply in await self.redis.transaction(*commands):
+            if isinstance(reply, ReplyError):
                 log.error("acknowledging %d stored messages: %s", len(ids), reply)
 
     async def _retry_or_park(self, result: StoreResult) -> int:

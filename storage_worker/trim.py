@@ -10,11 +10,11 @@ between. ``MINID ~`` only frees whole stream nodes, which is cheap, and keeps th
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from chatkit.redis import RedisClient, ReplyError
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +59,17 @@ if floor == nil then
 end
 return redis.call('XTRIM', KEYS[1], 'MINID', '~', floor)
 """
+_TRIM_SHA = hashlib.sha1(_TRIM.encode()).hexdigest()
 
 
 class Trimmer:
     """Trims at most every ``interval`` seconds: the work is per stream node, not per entry,
     so doing it per batch would only add round trips."""
 
-    def __init__(self, redis: Redis, stream: str, interval: float) -> None:
+    def __init__(self, redis: RedisClient, stream: str, interval: float) -> None:
+        self.redis = redis
         self.stream = stream
         self.interval = interval
-        self._script = redis.register_script(_TRIM)
         self._next = 0.0
 
     async def maybe_trim(self) -> int:
@@ -78,8 +79,8 @@ class Trimmer:
             return 0
         self._next = now + self.interval
         try:
-            removed = int(await self._script(keys=[self.stream]))
-        except ResponseError as exc:
+            removed = int(await self.redis.eval_script(_TRIM_SHA, _TRIM, [self.stream], []))
+        except ReplyError as exc:
             # Never worth stopping the storage of messages for.
             log.warning("trimming %s failed: %s", self.stream, exc)
             return 0

@@ -70,7 +70,7 @@ class Broker:
             await broker.subscribe(keys.gateway_channel(gateway))
             yield broker
         finally:
-            await broker.pubsub.aclose()  # type: ignore[no-untyped-call]
+            await broker.pubsub.aclose()
             await client.aclose()
 
     def new_conn(self) -> str:

@@ -1,0 +1,214 @@
+"""The pipelined command link: one connection on which every command is written at the end of
+the current loop turn together with whatever other tasks issued meanwhile (one write for many
+commands), and replies are matched to their commands in order. No command waits for another's
+reply before being sent, and commands run in the order they were issued. The idea of ioredis'
+enableAutoPipelining. It is on every message's path: a command costs one pack and one append.
+
+Replies are raw RESP values (see chatkit.redis.resp); error replies raise their
+:class:`~chatkit.redis.errors.ReplyError` subclass. A lost connection fails the commands in
+flight with :class:`~chatkit.redis.errors.ConnectionLost`; the next command connects again.
+A blocking command (XREADGROUP BLOCK) holds up everything behind it: give it a link of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, cast
+
+from chatkit.redis import resp
+from chatkit.redis.address import RedisAddress
+from chatkit.redis.errors import ConnectionLost, ExecAbort, NoScript, ReplyError, Unreachable
+from chatkit.redis.resp import Command
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0
+
+
+class _Wire(asyncio.Protocol):
+    """One connection: writes go out once per loop turn, replies resolve futures in order."""
+
+    def __init__(self, address: RedisAddress) -> None:
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.reader = resp.reader()
+        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.outgoing: list[bytes] = []
+        self.flush_scheduled = False
+        self.lost = False
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # A peer that vanished without a word is found out by the kernel in the end.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+    def send(self, packed: bytes, future: asyncio.Future[Any]) -> None:
+        self.outgoing.append(packed)
+        self.waiting.append(future)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def send_all(self, packed: bytes, futures: list[asyncio.Future[Any]]) -> None:
+        """Several commands packed together, one future each: nothing can come between them."""
+        self.outgoing.append(packed)
+        self.waiting.extend(futures)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.transport is not None and self.outgoing and not self.lost:
+            self.transport.write(b"".join(self.outgoing))
+        self.outgoing.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (reply := self.reader.gets()) is not resp.INCOMPLETE:
+            if not self.waiting:
+                log.error("a Redis reply arrived that no command was waiting for: %r", reply)
+                continue
+            future = self.waiting.popleft()
+            if future.done():
+                continue
+            if isinstance(reply, ReplyError):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if not self.gone.done():
+            self.gone.set_result(None)
+        error = ConnectionLost(f"Redis connection to {self.address} lost: {exc or 'closed by the server'}")
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+
+class Link:
+    def __init__(self, address: RedisAddress) -> None:
+        self.address = address
+        self._wire: _Wire | None = None
+        self._connecting: asyncio.Task[_Wire] | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Commands sent whose replies have not come back yet."""
+        return 0 if self._wire is None else len(self._wire.waiting)
+
+    def call(self, *command: Any) -> asyncio.Future[Any]:
+        """Issue one command (``"PUBLISH", channel, data``); await the result. The command is
+        queued at once, so callers that don't await still keep their order."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        packed = resp.pack(command)
+        wire = self._wire
+        if wire is not None and not wire.lost:
+            wire.send(packed, future)
+        else:
+            self._send_when_connected(packed, [future])
+        return future
+
+    def transaction(self, *commands: Command) -> asyncio.Future[list[Any]]:
+        """``MULTI``, the commands, ``EXEC``, queued at once as one piece: on a link shared by
+        many tasks, no other task's command can land inside. Resolves to EXEC's replies, one
+        per command, where a command that failed while executing is its ReplyError (returned,
+        not raised: the others ran). A command refused while queueing (wrong arguments) makes
+        the server discard the whole transaction: that refusal is raised."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(len(commands) + 2)]
+        packed = resp.pack_all((("MULTI",), *commands, ("EXEC",)))
+        wire = self._wire
+        if wire is not None and not wire.lost:
+            wire.send_all(packed, futures)
+        else:
+            self._send_when_connected(packed, futures)
+        outcome: asyncio.Future[list[Any]] = loop.create_future()
+        futures[-1].add_done_callback(lambda _: _settle(outcome, futures))
+        return outcome
+
+    async def eval_script(self, sha: str, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """EVALSHA, falling back to EVAL when the server lost its script cache (a restart,
+        SCRIPT FLUSH); EVAL caches the script again for the next EVALSHA."""
+        try:
+            return await self.call("EVALSHA", sha, len(keys), *keys, *args)
+        except NoScript:
+            return await self.call("EVAL", script, len(keys), *keys, *args)
+
+    async def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        wire, self._wire = self._wire, None
+        if wire is not None and wire.transport is not None:
+            wire.flush()
+            wire.transport.close()
+            await asyncio.wait([wire.gone], timeout=CONNECT_TIMEOUT)
+
+    def _send_when_connected(self, packed: bytes, futures: list[asyncio.Future[Any]]) -> None:
+        if self._connecting is None:
+            self._connecting = asyncio.create_task(self._connect())
+        connecting = self._connecting
+
+        def sent(done: asyncio.Task[_Wire]) -> None:
+            error: Exception | None = None
+            if done.cancelled():
+                error = Unreachable(f"connecting to Redis at {self.address} was cancelled")
+            elif (exc := done.exception()) is not None:
+                error = Unreachable(f"Redis at {self.address} unreachable: {type(exc).__name__}: {exc}")
+            if error is None:
+                done.result().send_all(packed, futures)
+                return
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+
+        connecting.add_done_callback(sent)
+
+    async def _connect(self) -> _Wire:
+        try:
+            loop = asyncio.get_running_loop()
+            address = self.address
+            if address.path is not None:
+                opening = loop.create_unix_connection(lambda: _Wire(address), address.path)
+            else:
+                opening = loop.create_connection(lambda: _Wire(address), address.host, address.port)
+            _, wire = await asyncio.wait_for(opening, CONNECT_TIMEOUT)
+            try:
+                for command in address.setup_commands():
+                    ready: asyncio.Future[Any] = loop.create_future()
+                    wire.send(resp.pack(command), ready)
+                    await asyncio.wait_for(ready, CONNECT_TIMEOUT)
+            except BaseException:
+                if wire.transport is not None:
+                    wire.transport.close()
+                raise
+            self._wire = wire
+            return wire
+        finally:
+            self._connecting = None
+
+
+def _settle(outcome: asyncio.Future[list[Any]], futures: list[asyncio.Future[Any]]) -> None:
+    """EXEC's reply came (or the link failed): every earlier reply is in, since replies come in
+    order. Each future's exception is looked at, so none is reported as never retrieved."""
+    errors = [future.exception() for future in futures]
+    if outcome.done():  # the caller stopped waiting
+        return
+    executed, refused = errors[-1], next((e for e in errors[1:-1] if e is not None), None)
+    if executed is None:
+        outcome.set_result(cast(list[Any], futures[-1].result()))
+    elif isinstance(executed, ExecAbort) and refused is not None:
+        # EXECABORT only says "previous errors": the command's own refusal says which.
+        outcome.set_exception(refused)
+    else:
+        outcome.set_exception(errors[0] or executed)
