@@ -13,7 +13,7 @@ from typing import TypeAlias
 
 import asyncpg
 
-from chatkit.db import CONNECTION_ERRORS
+from chatkit.db import CONNECTION_ERRORS, ValueRefused
 from chatkit.errors import RequestError, Unavailable
 from chatkit.wire import UserInfo, UserRef
 
@@ -91,8 +91,9 @@ async def _connection(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
     except CONNECTION_ERRORS as exc:
         # The pool reconnects on a later acquire once the server is back.
         raise Unavailable(f"PostgreSQL unreachable: {type(exc).__name__}") from exc
-    except asyncpg.DataError as exc:
-        # What the gateway's format checks let through but PostgreSQL refuses, e.g. a NUL byte.
+    except ValueRefused as exc:
+        # What the gateway's format checks let through but PostgreSQL (or asyncpg, before
+        # sending) refuses, e.g. a NUL byte.
         raise RequestError("invalid", f"the server cannot store that: {exc}") from None
 
 

@@ -1,4 +1,5 @@
-"""PostgreSQL helpers: a pool that waits for the server, the schema, and per-dialog tables."""
+"""PostgreSQL helpers: a pool that waits for the server, the schema, per-dialog tables, and
+which of asyncpg's errors mean what. The one module that reaches into asyncpg's private names."""
 
 from __future__ import annotations
 
@@ -8,32 +9,44 @@ from importlib import resources
 
 import asyncpg
 
+# asyncpg's SQLSTATE -> class table lives in this private module only (see sqlstate_class_name).
+from asyncpg.exceptions import _base as asyncpg_internals
+
+from chatkit.backoff import Backoff
 from chatkit.dialogs import DialogKey
 from chatkit.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
+# asyncpg has two classes named DataError, and only this one is ever raised: asyncpg.DataError
+# (asyncpg.exceptions.DataError), a PostgresError of SQLSTATE class 22, "data exception". The
+# server raises it for a value it refuses (a NUL byte in a text), and asyncpg raises it too,
+# before anything is sent, for an argument it cannot encode (an integer out of its column's
+# range: "invalid input for query argument $n"). The other, asyncpg.exceptions._base.DataError,
+# an InterfaceError, is defined but never raised by asyncpg; nothing here names it.
+# tests/test_db_errors.py holds asyncpg to this.
+ValueRefused = asyncpg.DataError
+
 # Key of the advisory lock that serialises schema creation across services starting at once.
 SCHEMA_LOCK_KEY = 0x63686174  # "chat"
 
-# Errors that mean "the server is not there right now", as opposed to a bad query.
-# Not asyncpg.InterfaceError as a whole: its subclass DataError means bad input, and retrying
-# bad input as if the server were away would never end.
+# Errors that mean "the server is not there right now", as opposed to a refused statement.
+# PostgresConnectionError (SQLSTATE class 08) covers ConnectionDoesNotExistError, a connection
+# lost mid-call; OSError covers ConnectionError and TimeoutError. Not asyncpg.InterfaceError:
+# asyncpg raises it for a misuse of the client (a call on a connection already released or
+# closed), which retrying would never mend.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,
-    ConnectionError,
-    asyncio.TimeoutError,
 )
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, wait_seconds: float = 30.0) -> asyncpg.Pool:
     """Connect, retrying with backoff for up to ``wait_seconds`` while the server starts
     (``math.inf``: until it does, for a service that must outlive a database outage)."""
-    delay = 0.05
+    backoff = Backoff()
     deadline = asyncio.get_running_loop().time() + wait_seconds
     while True:
         try:
@@ -48,9 +61,9 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, wait_s
                 raise asyncio.CancelledError from exc
             if asyncio.get_running_loop().time() >= deadline:
                 raise Unavailable(f"PostgreSQL at {_redact(dsn)} unreachable: {exc}") from exc
+            delay = backoff.next_delay()
             log.warning("PostgreSQL not reachable yet (%s); retrying in %.2fs", exc, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
 
 async def apply_schema(pool: asyncpg.Pool) -> None:
@@ -76,6 +89,16 @@ async def lock_dialog(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProx
     """Serialise work on one dialog until the transaction ends (the two-int lock space,
     apart from the schema lock's)."""
     await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", key.lo, key.hi)
+
+
+def sqlstate_class_name(state: str) -> str:
+    """The name asyncpg gives an error of SQLSTATE ``state`` (``42P01``: UndefinedTableError),
+    for an error reported as data rather than raised. asyncpg's own table, which it keeps in a
+    private module and the stubs do not declare; read here only, so an asyncpg upgrade that
+    moves it breaks one function."""
+    meta = asyncpg_internals.PostgresMessageMeta
+    cls: type[BaseException] = meta.get_message_class_for_sqlstate(state)  # type: ignore[attr-defined]
+    return cls.__name__
 
 
 def _redact(dsn: str) -> str:

@@ -20,8 +20,9 @@ import msgspec
 from chatkit.dialogs import BadDialogId, DialogKey
 from chatkit.streams import Entry
 
-# The ranges of the table's bigint seq and integer sender_id: an out-of-range value would make
-# the driver raise a client-side error (an InterfaceError) that passes for a lost connection.
+# The ranges of the table's bigint seq and integer sender_id. asyncpg would refuse an
+# out-of-range value before sending the batch (chatkit.db.ValueRefused), and the whole batch
+# would be split dialog by dialog, row by row, to find it; refused here, it is parked at once.
 BigInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 Int = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 

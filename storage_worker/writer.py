@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from asyncpg.exceptions import _base as asyncpg_base
 
-from chatkit.db import CONNECTION_ERRORS
+from chatkit.db import CONNECTION_ERRORS, sqlstate_class_name
 from chatkit.dialogs import DialogKey
 from storage_worker import sql
 from storage_worker.batch import DialogBatch, Item
@@ -30,8 +29,10 @@ from storage_worker.held import Connection, HeldConnection
 
 log = logging.getLogger(__name__)
 
-# What a refused statement raises: a server error, or asyncpg refusing an argument client-side.
-STATEMENT_ERRORS = (asyncpg.PostgresError, asyncpg_base.DataError)
+# What a refused statement raises: a server error, or asyncpg refusing an argument before
+# sending it, which it also raises as a PostgresError (chatkit.db.ValueRefused). A lost connection
+# is a PostgresError too (PostgresConnectionError): callers ask is_outage first.
+STATEMENT_ERRORS = (asyncpg.PostgresError,)
 
 
 @dataclass(slots=True)
@@ -46,10 +47,9 @@ class StoreResult:
 
 
 def is_outage(exc: BaseException) -> bool:
-    """True when PostgreSQL is unreachable, as opposed to refusing these rows."""
-    # asyncpg's client-side DataError (bad query input) is an InterfaceError, which
-    # CONNECTION_ERRORS lists as a connection problem: it is the rows' fault here.
-    return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, asyncpg_base.DataError)
+    """True when PostgreSQL is unreachable, as opposed to refusing these rows (an argument
+    asyncpg cannot encode is refused, not an outage: see chatkit.db.ValueRefused)."""
+    return isinstance(exc, CONNECTION_ERRORS)
 
 
 def describe(exc: BaseException) -> str:
@@ -58,9 +58,7 @@ def describe(exc: BaseException) -> str:
 
 def reason_of(state: str, message: str) -> str:
     """The reason as the driver would have worded it, e.g. "UndefinedTableError: ..."."""
-    # asyncpg's own SQLSTATE -> exception class table (asyncpg-stubs do not declare it).
-    cls = asyncpg_base.PostgresMessageMeta.get_message_class_for_sqlstate(state)  # type: ignore[attr-defined]
-    return f"{cls.__name__}: {message}"
+    return f"{sqlstate_class_name(state)}: {message}"
 
 
 class Writer:
