@@ -18,7 +18,7 @@ import msgspec
 
 from chatkit import keys
 from chatkit.envelopes import ENTRY_FIELD
-from chatkit.redis import BusyGroup, NoGroup, RedisClient, first_error
+from chatkit.redis import BusyGroup, ConnectionLost, NoGroup, RedisClient, first_error
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class StreamConsumer:
         except TimeoutError:
             # No answer long after the block ran out: the link is dead without having said so.
             await self._reads.close()
-            raise ConnectionError(f"no reply to XREADGROUP on {self.stream}") from None
+            raise ConnectionLost(f"no reply to XREADGROUP on {self.stream} from {self.redis.address}") from None
         except NoGroup:
             # The stream or group vanished (Redis lost its data): recreate, read again.
             await ensure_group(self.redis, self.stream, self.group)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from chatkit.redis import REDIS_DOWN, RedisClient
+from chatkit.redis import REDIS_DOWN, RedisClient, resp
 from chatkit.redis import errors as e
 from chatkit.settings import Settings
 
@@ -70,3 +70,10 @@ def test_what_counts_as_redis_down() -> None:
     assert isinstance(TimeoutError(), REDIS_DOWN)
     assert not isinstance(e.ReplyError("WRONGTYPE no"), REDIS_DOWN)
     assert not isinstance(e.ReplyError("NOSCRIPT no"), REDIS_DOWN)
+
+
+def test_bytes_that_are_not_resp_raise_protocol_error() -> None:
+    reader = resp.reader()
+    reader.feed(b"?not resp\r\n")
+    with pytest.raises(e.ProtocolError, match="reply type"):
+        reader.gets()

@@ -73,7 +73,7 @@ class _Wire(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
-        while (reply := self.reader.gets()) is not resp.INCOMPLETE:
+        while (reply := self.reader.gets()) is not False:
             if not self.waiting:
                 log.error("a Redis reply arrived that no command was waiting for: %r", reply)
                 continue

@@ -114,10 +114,10 @@ class Subscriber(Generic[M]):
             if not data:
                 raise EOFError("connection closed by the server")
             self._parser.feed(data)
-            while (reply := self._parser.gets()) is not resp.INCOMPLETE:
+            while (reply := self._parser.gets()) is not False:
                 if isinstance(reply, list) and reply[:2] == [b"pong", token]:
                     # Whatever came in the same read after the pong is kept too.
-                    while (rest := self._parser.gets()) is not resp.INCOMPLETE:
+                    while (rest := self._parser.gets()) is not False:
                         self._take(rest)
                     return
                 self._take(reply)
@@ -142,7 +142,7 @@ class Subscriber(Generic[M]):
             raise EOFError("connection closed by the server")
         self._probing = False
         self._parser.feed(data)
-        while (reply := self._parser.gets()) is not resp.INCOMPLETE:
+        while (reply := self._parser.gets()) is not False:
             self._take(reply)
 
     def _take(self, reply: Any) -> None:

@@ -20,8 +20,8 @@ Command = tuple[Any, ...]
 # a one-element tuple; it takes any number of arguments.)
 pack: Callable[[Command], bytes] = hiredis.pack_command
 
-# What Reader.gets() returns while a reply is still incomplete.
-INCOMPLETE = False
+# Reader.gets() returns False while a reply is still incomplete; the links compare with the
+# literal False (a name here would cost a lookup per reply on the hot path).
 
 
 def pack_all(commands: Iterable[Command]) -> bytes:
@@ -30,6 +30,6 @@ def pack_all(commands: Iterable[Command]) -> bytes:
 
 
 def reader() -> hiredis.Reader:
-    """A reader for one connection: ``feed(data)``, then ``gets()`` until it returns
-    :data:`INCOMPLETE`. Raises :class:`ProtocolError` on bytes that are not RESP."""
+    """A reader for one connection: ``feed(data)``, then ``gets()`` until it returns False.
+    Raises :class:`ProtocolError` on bytes that are not RESP."""
     return hiredis.Reader(replyError=ReplyError, protocolError=ProtocolError)
