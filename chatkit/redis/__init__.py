@@ -5,6 +5,7 @@ One module per idea:
 - address.py  ``parse_address(url) -> RedisAddress``: the URL parsed once, by our own rules;
 - errors.py   the exception tree, one mapping from error replies to classes, ``REDIS_DOWN``;
 - resp.py     the one RESP encoder and reader (hiredis);
+- wire.py     one connection as an asyncio protocol: a write per loop turn, replies in order;
 - link.py     the pipelined command link: AUTH/SELECT, ``call``, ``transaction``, ``eval_script``;
 - client.py   :class:`RedisClient`, what services hold: commands on one shared link, blocking
               reads on links of their own; where Redis Cluster's routing by slot will go;
