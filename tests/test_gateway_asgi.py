@@ -78,3 +78,19 @@ async def test_an_open_connection_keeps_no_handshake(stack: Stack) -> None:
         assert protocol.handshake_complete
         assert not hasattr(protocol, "request") and not hasattr(protocol, "response")
         assert protocol.scope["headers"] == ()
+
+
+async def test_a_gateway_shutting_down_closes_its_clients_with_1001(stack: Stack) -> None:
+    # docs/PROTOCOL.md: 1001, "the gateway is shutting down" (uvicorn alone would say 1012).
+    url = await stack.start_gateway("gateway-leaving")
+    async with websockets.connect(url, compression=None) as ws:
+        await ws.send('{"type": "dialogs"}')
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert reply["code"] == "unauthenticated"
+        stopping = asyncio.create_task(stack.stop_gateway("gateway-leaving"))
+        try:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+        finally:
+            await stopping
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001, closed.value
