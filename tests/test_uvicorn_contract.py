@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import uvicorn
+import uvloop
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -29,6 +30,24 @@ pytestmark = pytest.mark.timeout(60)
 FLOOD_FRAME = "x" * 32 * 1024
 # More than enough to fill the peer's receive buffer and our send buffer on loopback (a few MB).
 FLOOD_MAX_FRAMES = 2000
+
+
+Check = Callable[[], Coroutine[Any, Any, None]]
+OnLoop = Callable[[Check], Awaitable[None]]
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def on_loop(request: pytest.FixtureRequest) -> OnLoop:
+    """Runs a check on the loop the gateway runs on (uvloop, in a thread of its own) and on
+    asyncio's (the test's own loop, which the in-process test stacks use)."""
+
+    async def run(check: Check) -> None:
+        if request.param == "uvloop":
+            await asyncio.to_thread(uvloop.run, check())
+        else:
+            await check()
+
+    return run
 
 
 def broken(number: int, name: str, what: str) -> str:
@@ -51,9 +70,9 @@ class App:
     async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         assert scope["type"] == "websocket"
         assert (await receive())["type"] == "websocket.connect"
-        await send({"type": "websocket.accept"})
-        self.scopes.append(scope)
         try:
+            await send({"type": "websocket.accept"})
+            self.scopes.append(scope)
             await self.handler(self, scope, receive, send)
         except BaseException as exc:
             self.failures.append(exc)
@@ -106,7 +125,11 @@ async def roundtrip(ws: ClientConnection, text: str) -> None:
     assert await asyncio.wait_for(ws.recv(), 5) == text
 
 
-async def test_1_the_sans_io_protocol_serves_the_gateways_websockets() -> None:
+async def test_1_the_sans_io_protocol_serves_the_gateways_websockets(on_loop: OnLoop) -> None:
+    await on_loop(_1_the_sans_io_protocol_serves_the_gateways_websockets)
+
+
+async def _1_the_sans_io_protocol_serves_the_gateways_websockets() -> None:
     app = App(echo)
     async with serving(app) as (server, url), websockets.connect(url, compression=None) as ws:
         await roundtrip(ws, "hello")
@@ -114,16 +137,22 @@ async def test_1_the_sans_io_protocol_serves_the_gateways_websockets() -> None:
     assert not app.failures
 
 
-async def test_2_the_handshake_is_let_go_and_the_connection_still_works() -> None:
+async def test_2_the_handshake_is_let_go_and_the_connection_still_works(on_loop: OnLoop) -> None:
+    await on_loop(_2_the_handshake_is_let_go_and_the_connection_still_works)
+
+
+async def _2_the_handshake_is_let_go_and_the_connection_still_works() -> None:
     app = App(echo)
     # Pings every 50 ms: the keepalive must keep working without the handshake.
     async with (
         serving(app, ws_ping_interval=0.05, ws_ping_timeout=5.0) as (server, url),
         websockets.connect(url, compression=None, user_agent_header="x" * 2000) as ws,
     ):
+        name = "handshake release"
+        await wait_until(lambda: app.scopes or app.failures, "the accept")
+        assert not app.failures, broken(2, name, f"the accept failed: {app.failures[0]!r}")
         await roundtrip(ws, "one")
         protocol = the_protocol(server)
-        name = "handshake release"
         assert protocol.handshake_complete, broken(2, name, "the protocol no longer says handshake_complete")
         assert not hasattr(protocol, "request") and not hasattr(protocol, "response"), broken(
             2, name, "the upgrade request or its response is still held after the accept")
@@ -134,9 +163,13 @@ async def test_2_the_handshake_is_let_go_and_the_connection_still_works() -> Non
     assert not app.failures, broken(2, name, f"the app failed: {app.failures}")
 
 
-async def test_3_the_abort_handle_in_the_scope_drops_the_connection() -> None:
+async def test_3_the_abort_handle_in_the_scope_drops_the_connection(on_loop: OnLoop) -> None:
+    await on_loop(_3_the_abort_handle_in_the_scope_drops_the_connection)
+
+
+async def _3_the_abort_handle_in_the_scope_drops_the_connection() -> None:
     async def abort_on_request(app: App, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
-        abort = transport_abort(scope)
+        abort = app.notes["abort"] = transport_abort(scope)
         message = await receive()
         assert message.get("text") == "abort"
         abort()
@@ -145,6 +178,8 @@ async def test_3_the_abort_handle_in_the_scope_drops_the_connection() -> None:
     app = App(abort_on_request)
     name = "abort handle"
     async with serving(app) as (_, url), websockets.connect(url, compression=None) as ws:
+        await wait_until(lambda: "abort" in app.notes or app.failures, "the app to take its abort handle")
+        assert not app.failures, broken(3, name, f"no abort handle in the scope at accept: {app.failures[0]}")
         await ws.send("abort")
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
@@ -153,7 +188,11 @@ async def test_3_the_abort_handle_in_the_scope_drops_the_connection() -> None:
     assert app.received[0]["type"] == "websocket.disconnect", broken(3, name, f"got {app.received}")
 
 
-async def test_4_send_finishes_in_its_first_step_unless_the_transport_is_paused() -> None:
+async def test_4_send_finishes_in_its_first_step_unless_the_transport_is_paused(on_loop: OnLoop) -> None:
+    await on_loop(_4_send_finishes_in_its_first_step_unless_the_transport_is_paused)
+
+
+async def _4_send_finishes_in_its_first_step_unless_the_transport_is_paused() -> None:
     name = "send inline"
 
     async def flood(app: App, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
@@ -193,7 +232,11 @@ async def roundtrip_ready(app: App, server: uvicorn.Server) -> None:
     app.notes["protocol"] = the_protocol(server)
 
 
-async def test_5_shutdown_closes_every_websocket_with_1001() -> None:
+async def test_5_shutdown_closes_every_websocket_with_1001(on_loop: OnLoop) -> None:
+    await on_loop(_5_shutdown_closes_every_websocket_with_1001)
+
+
+async def _5_shutdown_closes_every_websocket_with_1001() -> None:
     app = App(echo)
     name = "going away"
     async with serving(app) as (server, url), websockets.connect(url, compression=None) as ws:
