@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from chatkit.settings import Settings
-from gateway.connections import Scope, Send
-from gateway.node import GatewayNode, Receive
+from gateway.node import GatewayNode
+from gateway.types import ASGIReceive, ASGISend, Scope
 
 WS_PATH = "/ws"
 
@@ -30,7 +30,7 @@ class GatewayApp:
         self.node = node
         self.http = http
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] == "websocket" and scope["path"] == WS_PATH:
             await self.node.serve_socket(scope, receive, send)
         else:
