@@ -1,0 +1,277 @@
+// The logged-in part: the dialog list, one open dialog with its history, live messages,
+// catching up after a reconnect (`sync`), and sending through the outbox.
+
+import { ChatState } from "./state.js";
+import { Outbox } from "./outbox.js";
+import { dialogItem, messageItem, pendingItem, pendingLabel } from "./view.js";
+
+const PAGE = 50;
+// Peers' renames reach this page only through `dialogs` (and their next message): ask again
+// on focus and at this modest rate while the page is visible.
+const DIALOGS_REFRESH_MS = 30_000;
+const NEAR_TOP_PX = 120;
+const NEAR_BOTTOM_PX = 120;
+const OPEN_KEY = "chat.open";
+
+export class Chat {
+  constructor(connection, ui) {
+    this.connection = connection;
+    this.ui = ui; // elements by name (see app.js)
+    this.state = new ChatState();
+    this.ready = false; // logged in on the current socket, caught up
+    this.loadingOlder = false;
+    this.syncing = null;
+    this.outbox = new Outbox({
+      request: (frame) => this.connection.request(frame),
+      canSend: () => this.ready && this.connection.open,
+      onSent: (item, message) => this.sent(item, message),
+      onFailed: (item, error) => this.failed(item, error),
+      onChange: (item) => this.pendingChanged(item),
+    });
+    setInterval(() => this.refreshDialogs(), DIALOGS_REFRESH_MS);
+    window.addEventListener("focus", () => this.refreshDialogs());
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") {
+        this.refreshDialogs();
+        this.markRead();
+      }
+    });
+    ui.messageList.addEventListener("scroll", () => {
+      if (ui.messageList.scrollTop < NEAR_TOP_PX) this.loadOlder();
+    });
+  }
+
+  /** A fresh login (or a reload): forget everything another user's session left. */
+  start(me) {
+    if (this.state.me && this.state.me.id === me.id) {
+      this.state.me = me;
+      return;
+    }
+    this.state = new ChatState();
+    this.state.me = me;
+    this.outbox.load(me.id);
+    this.ui.messageList.replaceChildren();
+  }
+
+  stop() {
+    this.ready = false;
+    this.outbox.clear();
+    this.state = new ChatState();
+    sessionStorage.removeItem(OPEN_KEY);
+    this.ui.messageList.replaceChildren();
+    this.ui.dialogList.replaceChildren();
+  }
+
+  /** The socket is logged in: list dialogs, catch up on what was missed, resend what waits. */
+  async resume() {
+    await this.refreshDialogs(true);
+    await this.catchUp();
+    this.ready = true;
+    const wanted = this.state.openId || sessionStorage.getItem(OPEN_KEY);
+    if (wanted && this.state.dialogs.has(wanted)) await this.openDialog(wanted);
+    this.outbox.pump();
+  }
+
+  suspend() {
+    this.ready = false;
+  }
+
+  async refreshDialogs(force = false) {
+    if (!force && !(this.ready && this.connection.open && document.visibilityState === "visible")) return;
+    const reply = await this.connection.request({ type: "dialogs" });
+    this.state.mergeDialogs(reply.dialogs);
+    this.renderDialogs();
+  }
+
+  /** `sync` every dialog the page holds messages of, from where it holds them up to. */
+  catchUp() {
+    if (!this.syncing) {
+      this.syncing = this.syncAll().finally(() => {
+        this.syncing = null;
+      });
+    }
+    return this.syncing;
+  }
+
+  async syncAll() {
+    let positions = this.state.positions();
+    while (Object.keys(positions).length > 0) {
+      const reply = await this.connection.request({ type: "sync", dialogs: positions });
+      for (const message of reply.messages) this.receive(message, { live: false });
+      if (!reply.more) break;
+      positions = reply.dialogs;
+    }
+    this.renderDialogs();
+  }
+
+  onPush(frame) {
+    if (frame.type === "message") {
+      this.receive(frame.message, { live: true });
+      this.renderDialogs();
+    } else if (frame.type === "resync") {
+      this.catchUp().catch((error) => console.warn("sync after resync failed", error));
+    }
+  }
+
+  /** A message from `sent`, a push, `sync` or `history`: held once, shown if its dialog is open. */
+  receive(message, { live }) {
+    const id = message.dialog_id;
+    const open = id === this.state.openId && document.visibilityState === "visible";
+    const mine = message.sender.id === this.state.me.id;
+    if (!this.state.noteMessage(message, { live, unread: live && !open && !mine })) {
+      this.refreshDialogs().catch(() => {}); // a dialog someone else just opened with us
+    }
+    const held = this.state.messages.get(id);
+    if (!held || !(held.loaded || held.fetching)) return; // its newest page comes when it is opened
+    const added = held.add([message]);
+    if (id === this.state.openId) this.showMessages(added, { stickToBottom: live || mine });
+    if (live && held.hasGap()) this.catchUp().catch((error) => console.warn("sync after a gap failed", error));
+  }
+
+  async openByUsername(username) {
+    const reply = await this.connection.request({ type: "open_dialog", username });
+    this.state.mergeDialogs([reply.dialog]);
+    this.state.dialogs.get(reply.dialog.id).order = -1;
+    await this.openDialog(reply.dialog.id);
+  }
+
+  async openDialog(id) {
+    const summary = this.state.dialogs.get(id);
+    const list = this.ui.messageList;
+    const switching = this.state.openId !== id;
+    this.state.openId = id;
+    sessionStorage.setItem(OPEN_KEY, id);
+    document.body.classList.add("dialog-open");
+    this.ui.peerName.textContent = summary.peer.username;
+    this.ui.text.disabled = false;
+    this.ui.send.disabled = false;
+    const held = this.state.messagesOf(id);
+    if (switching || list.childElementCount === 0) {
+      list.replaceChildren(...held.sorted().map((message) => this.messageNode(message)));
+      for (const item of this.outbox.pendingIn(id)) list.append(pendingItem(item));
+      this.ui.olderState.textContent = "";
+    }
+    this.markRead();
+    if (!held.loaded && !held.fetching) {
+      held.fetching = true;
+      let reply;
+      try {
+        reply = await this.connection.request({ type: "history", dialog_id: id, limit: PAGE });
+      } finally {
+        held.fetching = false;
+      }
+      held.loaded = true;
+      if (reply.messages.length < PAGE) held.atStart = true;
+      for (const message of reply.messages) this.state.noteMessage(message, { live: false, unread: false });
+      const added = held.add(reply.messages);
+      if (id !== this.state.openId) return; // another dialog was opened meanwhile
+      this.showMessages(added, { stickToBottom: true });
+      // Messages that came live while the page was fetched: held now, so sync anything missing.
+      if (held.hasGap()) await this.catchUp();
+    }
+    this.scrollToBottom();
+    this.renderDialogs();
+  }
+
+  /** Scrolled near the top: fetch the page before the oldest message held. */
+  async loadOlder() {
+    const id = this.state.openId;
+    const held = id && this.state.messages.get(id);
+    if (!held || !held.loaded || held.atStart || held.lo === null || this.loadingOlder || !this.ready) return;
+    this.loadingOlder = true;
+    this.ui.olderState.textContent = "Loading older messages…";
+    try {
+      const reply = await this.connection.request({ type: "history", dialog_id: id, before_seq: held.lo, limit: PAGE });
+      if (reply.messages.length < PAGE) held.atStart = true;
+      if (id === this.state.openId) this.showMessages(held.add(reply.messages), { stickToBottom: false });
+      this.ui.olderState.textContent = held.atStart ? "The start of this dialog" : "";
+    } catch (error) {
+      this.ui.olderState.textContent = `Could not load older messages: ${error.message}`;
+    } finally {
+      this.loadingOlder = false;
+    }
+  }
+
+  send(text) {
+    const id = this.state.openId;
+    if (!id) return;
+    const item = this.outbox.add(id, text);
+    this.ui.messageList.append(pendingItem(item));
+    this.scrollToBottom();
+  }
+
+  sent(item, message) {
+    this.pendingNode(item)?.remove();
+    this.receive(message, { live: false });
+    if (message.dialog_id === this.state.openId) this.scrollToBottom();
+    this.renderDialogs();
+  }
+
+  failed(item, error) {
+    const node = this.pendingNode(item);
+    if (node) {
+      node.classList.add("failed");
+      node.querySelector(".status").textContent = `not sent: ${error.message}`;
+    }
+  }
+
+  pendingChanged(item) {
+    const node = this.pendingNode(item);
+    if (node) node.querySelector(".status").textContent = pendingLabel(item.state);
+  }
+
+  pendingNode(item) {
+    return [...this.ui.messageList.querySelectorAll("[data-client-msg-id]")].find(
+      (node) => node.dataset.clientMsgId === item.clientMsgId,
+    );
+  }
+
+  messageNode(message) {
+    return messageItem(message, message.sender.id === this.state.me.id);
+  }
+
+  /** Insert messages in seq order, before any still pending; keep the reader's place. */
+  showMessages(messages, { stickToBottom }) {
+    if (messages.length === 0) return;
+    const list = this.ui.messageList;
+    const fromBottom = list.scrollHeight - list.scrollTop;
+    const nearBottom = fromBottom - list.clientHeight < NEAR_BOTTOM_PX;
+    for (const message of messages) {
+      const later = [...list.children].find(
+        (node) => node.dataset.seq === undefined || Number(node.dataset.seq) > message.seq,
+      );
+      list.insertBefore(this.messageNode(message), later || null);
+    }
+    if (stickToBottom && nearBottom) this.scrollToBottom();
+    else list.scrollTop = list.scrollHeight - fromBottom; // older ones above: stay where the reader is
+  }
+
+  scrollToBottom() {
+    const list = this.ui.messageList;
+    list.scrollTop = list.scrollHeight;
+  }
+
+  markRead() {
+    const summary = this.state.dialogs.get(this.state.openId);
+    if (summary && summary.unread > 0 && document.visibilityState === "visible") {
+      summary.unread = 0;
+      this.renderDialogs();
+    }
+  }
+
+  closeDialog() {
+    document.body.classList.remove("dialog-open");
+  }
+
+  renderDialogs() {
+    const me = this.state.me;
+    if (!me) return;
+    const entries = this.state.orderedDialogs().map((summary) =>
+      dialogItem(summary, { current: summary.id === this.state.openId, myId: me.id }),
+    );
+    this.ui.dialogList.replaceChildren(...entries);
+    this.ui.noDialogs.hidden = entries.length > 0;
+    const open = this.state.dialogs.get(this.state.openId);
+    if (open) this.ui.peerName.textContent = open.peer.username;
+  }
+}
