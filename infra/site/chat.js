@@ -118,8 +118,15 @@ export class Chat {
     const id = message.dialog_id;
     const open = id === this.state.openId && document.visibilityState === "visible";
     const mine = message.sender.id === this.state.me.id;
-    if (!this.state.noteMessage(message, { live, unread: live && !open && !mine })) {
-      this.refreshDialogs().catch(() => {}); // a dialog someone else just opened with us
+    const unread = live && !open && !mine;
+    if (!this.state.noteMessage(message, { live, unread })) {
+      // A dialog someone else just opened with us: list it, then note the message in it.
+      this.refreshDialogs(true)
+        .then(() => {
+          this.state.noteMessage(message, { live, unread });
+          this.renderDialogs();
+        })
+        .catch((error) => console.warn("listing dialogs failed", error));
     }
     const held = this.state.messages.get(id);
     if (!held || !(held.loaded || held.fetching)) return; // its newest page comes when it is opened
