@@ -96,6 +96,9 @@ async def test_two_people_chat_through_the_site(stack: ProcessStack, browser: Br
     assert (await bob.texts())[-1] == HOSTILE
     assert await bob.by("message-list").locator("img").count() == 0
     await expect_seqs(bob, [1, 2, 3])
+    await bob.send("Ha, that arrived as text. Good.")
+    await expect_seqs(alice, [1, 2, 3, 4])
+    await screenshots(alice, bob)
 
     # More than a page of history: bob's other device sends 60 more; alice sees them live.
     bobs_bot = await bot(stack, "gateway-bob", "bob")
@@ -108,14 +111,14 @@ async def test_two_people_chat_through_the_site(stack: ProcessStack, browser: Br
             assert reply["type"] == "sent", f"expected sent, got {reply}"
     finally:
         await bobs_bot.close()
-    await expect_seqs(alice, list(range(1, 64)))
+    await expect_seqs(alice, list(range(1, 65)))
 
     # A reload keeps her logged in and shows the newest page, in order; scrolling up loads the rest.
     await alice.page.reload()
     await alice.state_is("online")
-    await expect_seqs(alice, list(range(64 - PAGE, 64)))
+    await expect_seqs(alice, list(range(65 - PAGE, 65)))
     await alice.by("message-list").evaluate("list => { list.scrollTop = 0; }")
-    await expect_seqs(alice, list(range(1, 64)))
+    await expect_seqs(alice, list(range(1, 65)))
 
     # bob renames himself; alice sees the new name with his next message.
     await bob.by("rename-username").fill("robert")
@@ -126,26 +129,24 @@ async def test_two_people_chat_through_the_site(stack: ProcessStack, browser: Br
     await expect(alice.page.locator("#peer-name")).to_have_text("robert")
     await expect(alice.by("dialog")).to_contain_text("robert")
 
-    await screenshots(alice, bob)
-
     # alice's gateway dies: her page shows the drop; bob writes meanwhile.
     stack.kill("gateway-alice")
     await alice.state_is("offline")
     await expect(alice.by("connection-state")).to_contain_text("Disconnected")
     for n in range(5):
         await bob.send(f"while you were away {n}")
-    await expect_seqs(bob, list(range(1, 70)))
+    await expect_seqs(bob, list(range(1, 71)))
     # The gateway is back on the same port: her page reconnects, logs in and catches up alone.
     stack.start_gateway("gateway-alice")
     await alice.state_is("online")
-    await expect_seqs(alice, list(range(1, 70)))
+    await expect_seqs(alice, list(range(1, 71)))
     assert (await alice.texts())[-5:] == [f"while you were away {n}" for n in range(5)]
 
     # And the live path works again after the reconnect.
     await alice.send("back")
     await bob.wait_for_text("back")
-    await expect_seqs(bob, list(range(1, 71)))
-    await expect_seqs(alice, list(range(1, 71)))
+    await expect_seqs(bob, list(range(1, 72)))
+    await expect_seqs(alice, list(range(1, 72)))
 
     for page in (alice, bob):
         assert page.errors == [] and page.alerts == [], f"{page.origin}: {page.errors} {page.alerts}"

@@ -17,7 +17,7 @@ const ui = {
   sidebarError: $("sidebar-error"), dialogList: $("dialog-list"),
   noDialogs: $("no-dialogs"), renameForm: $("rename-form"), renameUsername: $("rename-username"),
   back: $("back"), peerName: $("peer-name"), olderState: $("older-state"), messageList: $("message-list"),
-  composer: $("composer"), text: $("text"), send: $("send"),
+  composer: $("composer"), composerError: $("composer-error"), text: $("text"), send: $("send"),
 };
 
 let countdown = null;
@@ -217,9 +217,10 @@ ui.composer.addEventListener("submit", (event) => {
   const text = ui.text.value.trim();
   if (!text) return;
   if (text.length > MAX_TEXT) {
-    ui.olderState.textContent = `A message holds at most ${MAX_TEXT} characters; this one has ${text.length}.`;
+    ui.composerError.textContent = `A message holds at most ${MAX_TEXT} characters; this one has ${text.length}.`;
     return;
   }
+  ui.composerError.textContent = "";
   chat.send(text);
   ui.text.value = "";
   fitText();

@@ -28,11 +28,11 @@ export class Chat {
       onFailed: (item, error) => this.failed(item, error),
       onChange: (item) => this.pendingChanged(item),
     });
-    setInterval(() => this.refreshDialogs(), DIALOGS_REFRESH_MS);
-    window.addEventListener("focus", () => this.refreshDialogs());
+    setInterval(() => this.refreshQuietly(), DIALOGS_REFRESH_MS);
+    window.addEventListener("focus", () => this.refreshQuietly());
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "visible") {
-        this.refreshDialogs();
+        this.refreshQuietly();
         this.markRead();
       }
     });
@@ -81,6 +81,11 @@ export class Chat {
     const reply = await this.connection.request({ type: "dialogs" });
     this.state.mergeDialogs(reply.dialogs);
     this.renderDialogs();
+  }
+
+  /** A refresh nobody waits for: a failure only means the names shown may be older. */
+  refreshQuietly() {
+    this.refreshDialogs().catch((error) => console.warn("refreshing the dialog list failed", error));
   }
 
   /** `sync` every dialog the page holds messages of, from where it holds them up to. */
@@ -266,8 +271,12 @@ export class Chat {
     }
   }
 
+  /** Back to the list (phone width): the dialog is no longer being read. */
   closeDialog() {
     document.body.classList.remove("dialog-open");
+    this.state.openId = null;
+    sessionStorage.removeItem(OPEN_KEY);
+    this.renderDialogs();
   }
 
   renderDialogs() {

@@ -51,16 +51,17 @@ export function pendingLabel(state) {
 
 /** One entry of the dialog list: peer, online dot, last message and unread count slots. */
 export function dialogItem(summary, { current, myId }) {
-  const dot = element("span", { className: "dot", "aria-hidden": "true" });
-  if (summary.online !== undefined) dot.classList.add(summary.online ? "online" : "offline");
-  else dot.hidden = true;
+  const peer = element("span", { className: "peer", text: summary.peer.username });
+  if (summary.online !== undefined) {
+    const presence = summary.online ? "online" : "offline";
+    peer.prepend(element("span", { className: `dot ${presence}`, role: "img", "aria-label": presence }));
+  }
   let preview = "";
   if (summary.last) preview = (summary.last.sender.id === myId ? "You: " : "") + summary.last.text;
   const button = element(
     "button",
     { type: "button", "data-testid": "dialog", "data-dialog-id": summary.id, className: "dialog-entry" },
-    dot,
-    element("span", { className: "peer", text: summary.peer.username }),
+    peer,
     element("span", { className: "last", text: preview }),
   );
   if (summary.last) button.append(element("time", { datetime: summary.last.sent_at, text: shortTime(summary.last.sent_at) }));
