@@ -133,6 +133,7 @@ async def test_two_people_chat_through_the_site(stack: ProcessStack, browser: Br
     stack.kill("gateway-alice")
     await alice.state_is("offline")
     await expect(alice.by("connection-state")).to_contain_text("Disconnected")
+    await alice.screenshot("chat-offline")
     for n in range(5):
         await bob.send(f"while you were away {n}")
     await expect_seqs(bob, list(range(1, 71)))
@@ -157,7 +158,7 @@ async def screenshots(alice: ChatPage, bob: ChatPage) -> None:
     await bob.page.set_viewport_size(PHONE)
     paths.append(await bob.screenshot("chat-phone"))
     await bob.page.set_viewport_size(LAPTOP)
-    print(f"screenshots of the chat view in {ARTIFACTS}: {[path.name for path in paths]}")
+    print(f"screenshots of the chat view (and chat-offline.png) in {ARTIFACTS}: {[path.name for path in paths]}")
 
 
 async def test_a_send_that_timed_out_is_resent_with_the_same_id(stack: ProcessStack, browser: Browser) -> None:

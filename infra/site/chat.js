@@ -12,6 +12,8 @@ const DIALOGS_REFRESH_MS = 30_000;
 const NEAR_TOP_PX = 120;
 const NEAR_BOTTOM_PX = 120;
 const OPEN_KEY = "chat.open";
+// `dialogs` carries no last message: fetch it (`history`, limit 1) once per page for this many.
+const PREVIEWS = 20;
 
 export class Chat {
   constructor(connection, ui) {
@@ -70,6 +72,20 @@ export class Chat {
     const wanted = this.state.openId || sessionStorage.getItem(OPEN_KEY);
     if (wanted && this.state.dialogs.has(wanted)) await this.openDialog(wanted);
     this.outbox.pump();
+    this.preview().catch((error) => console.warn("fetching last messages failed", error));
+  }
+
+  /** The last message of dialogs the page has seen none of, for the list's preview and order. */
+  async preview() {
+    const unseen = [...this.state.dialogs.values()].filter((summary) => !summary.last && !summary.previewed);
+    const replies = unseen.slice(0, PREVIEWS).map((summary) => {
+      summary.previewed = true;
+      return this.connection.request({ type: "history", dialog_id: summary.id, limit: 1 });
+    });
+    for (const reply of await Promise.all(replies)) {
+      for (const message of reply.messages) this.state.noteMessage(message, { live: false, unread: false });
+    }
+    this.renderDialogs();
   }
 
   suspend() {

@@ -49,7 +49,7 @@ export class DialogMessages {
  * page saw arrive, until the protocol carries presence and read marks.
  */
 export function newSummary(id, peer) {
-  return { id, peer, last: null, unread: 0, online: undefined, order: 0 };
+  return { id, peer, last: null, unread: 0, online: undefined, order: 0, previewed: false };
 }
 
 export class ChatState {
