@@ -81,7 +81,7 @@ def http_app(node: GatewayNode) -> FastAPI:
         # Mounted last: the routes above win; any other GET looks for a file, else 404.
         app.mount("/", _Site(directory=site, html=True), name="site")
     else:
-        log.warning("no site served at /: %s is not a directory (CHAT_SITE_DIR)", site)
+        log.info("no site served at /: %s is not a directory (CHAT_SITE_DIR)", site)
     return app
 
 

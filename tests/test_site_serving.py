@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from chatkit.settings import DEFAULT_SITE_DIR, Settings
 from devstack.embedded import free_port
@@ -124,6 +125,12 @@ def test_no_script_builds_markup_from_strings() -> None:
     for script in SITE.glob("*.js"):
         used = sinks.findall(script.read_text())
         assert not used, f"{script.name}: expected text to go in as textContent, found {used}"
+
+
+def test_compose_mounts_the_site_where_nginx_serves_from() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert "./infra/site:/usr/share/nginx/html:ro" in compose["services"]["nginx"]["volumes"]
+    assert "root /usr/share/nginx/html;" in (ROOT / "infra" / "nginx.conf").read_text()
 
 
 def test_nginx_serves_the_same_files(tmp_path: Path) -> None:
