@@ -1,16 +1,15 @@
 // The logged-in part: the dialog list, one open dialog with its history, live messages,
 // catching up after a reconnect (`sync`), and sending through the outbox.
 
-import { ChatState } from "./state.js";
+import { MessageList } from "./message-list.js";
 import { Outbox } from "./outbox.js";
-import { dialogItem, messageItem, pendingItem, pendingLabel } from "./view.js";
+import { ChatState } from "./state.js";
+import { dialogItem } from "./view.js";
 
 const PAGE = 50;
 // Peers' renames reach this page only through `dialogs` (and their next message): ask again
 // on focus and at this modest rate while the page is visible.
 const DIALOGS_REFRESH_MS = 30_000;
-const NEAR_TOP_PX = 120;
-const NEAR_BOTTOM_PX = 120;
 const OPEN_KEY = "chat.open";
 // `dialogs` carries no last message: fetch it (`history`, limit 1) once per page for this many.
 const PREVIEWS = 20;
@@ -38,9 +37,7 @@ export class Chat {
         this.markRead();
       }
     });
-    ui.messageList.addEventListener("scroll", () => {
-      if (ui.messageList.scrollTop < NEAR_TOP_PX) this.loadOlder();
-    });
+    this.messageList = new MessageList(ui.messageList, () => this.state.me?.id, () => this.loadOlder());
   }
 
   /** A fresh login (or a reload): forget everything another user's session left. */
@@ -52,7 +49,7 @@ export class Chat {
     this.state = new ChatState();
     this.state.me = me;
     this.outbox.load(me.id);
-    this.ui.messageList.replaceChildren();
+    this.messageList.clear();
   }
 
   stop() {
@@ -60,7 +57,7 @@ export class Chat {
     this.outbox.clear();
     this.state = new ChatState();
     sessionStorage.removeItem(OPEN_KEY);
-    this.ui.messageList.replaceChildren();
+    this.messageList.clear();
     this.ui.dialogList.replaceChildren();
   }
 
@@ -152,7 +149,7 @@ export class Chat {
     const held = this.state.messages.get(id);
     if (!held || !(held.loaded || held.fetching)) return; // its newest page comes when it is opened
     const added = held.add([message]);
-    if (id === this.state.openId) this.showMessages(added, { stickToBottom: live || mine });
+    if (id === this.state.openId) this.messageList.insert(added, { follow: live || mine });
     if (live && held.hasGap()) this.catchUp().catch((error) => console.warn("sync after a gap failed", error));
   }
 
@@ -165,7 +162,6 @@ export class Chat {
 
   async openDialog(id) {
     const summary = this.state.dialogs.get(id);
-    const list = this.ui.messageList;
     const switching = this.state.openId !== id;
     this.state.openId = id;
     sessionStorage.setItem(OPEN_KEY, id);
@@ -174,9 +170,8 @@ export class Chat {
     this.ui.text.disabled = false;
     this.ui.send.disabled = false;
     const held = this.state.messagesOf(id);
-    if (switching || list.childElementCount === 0) {
-      list.replaceChildren(...held.sorted().map((message) => this.messageNode(message)));
-      for (const item of this.outbox.pendingIn(id)) list.append(pendingItem(item));
+    if (switching || this.messageList.empty) {
+      this.messageList.show(held.sorted(), this.outbox.pendingIn(id));
       this.ui.olderState.textContent = "";
     }
     this.markRead();
@@ -193,11 +188,11 @@ export class Chat {
       for (const message of reply.messages) this.state.noteMessage(message, { live: false, unread: false });
       const added = held.add(reply.messages);
       if (id !== this.state.openId) return; // another dialog was opened meanwhile
-      this.showMessages(added, { stickToBottom: true });
+      this.messageList.insert(added, { follow: true });
       // Messages that came live while the page was fetched: held now, so sync anything missing.
       if (held.hasGap()) await this.catchUp();
     }
-    this.scrollToBottom();
+    this.messageList.scrollToBottom();
     this.renderDialogs();
   }
 
@@ -211,7 +206,7 @@ export class Chat {
     try {
       const reply = await this.connection.request({ type: "history", dialog_id: id, before_seq: held.lo, limit: PAGE });
       if (reply.messages.length < PAGE) held.atStart = true;
-      if (id === this.state.openId) this.showMessages(held.add(reply.messages), { stickToBottom: false });
+      if (id === this.state.openId) this.messageList.insert(held.add(reply.messages), { follow: false });
       this.ui.olderState.textContent = held.atStart ? "The start of this dialog" : "";
     } catch (error) {
       this.ui.olderState.textContent = `Could not load older messages: ${error.message}`;
@@ -223,60 +218,22 @@ export class Chat {
   send(text) {
     const id = this.state.openId;
     if (!id) return;
-    const item = this.outbox.add(id, text);
-    this.ui.messageList.append(pendingItem(item));
-    this.scrollToBottom();
+    this.messageList.addPending(this.outbox.add(id, text));
   }
 
   sent(item, message) {
-    this.pendingNode(item)?.remove();
+    this.messageList.removePending(item);
     this.receive(message, { live: false });
-    if (message.dialog_id === this.state.openId) this.scrollToBottom();
+    if (message.dialog_id === this.state.openId) this.messageList.scrollToBottom();
     this.renderDialogs();
   }
 
   failed(item, error) {
-    const node = this.pendingNode(item);
-    if (node) {
-      node.classList.add("failed");
-      node.querySelector(".status").textContent = `not sent: ${error.message}`;
-    }
+    this.messageList.pendingChanged(item, error);
   }
 
   pendingChanged(item) {
-    const node = this.pendingNode(item);
-    if (node) node.querySelector(".status").textContent = pendingLabel(item.state);
-  }
-
-  pendingNode(item) {
-    return [...this.ui.messageList.querySelectorAll("[data-client-msg-id]")].find(
-      (node) => node.dataset.clientMsgId === item.clientMsgId,
-    );
-  }
-
-  messageNode(message) {
-    return messageItem(message, message.sender.id === this.state.me.id);
-  }
-
-  /** Insert messages in seq order, before any still pending; keep the reader's place. */
-  showMessages(messages, { stickToBottom }) {
-    if (messages.length === 0) return;
-    const list = this.ui.messageList;
-    const fromBottom = list.scrollHeight - list.scrollTop;
-    const nearBottom = fromBottom - list.clientHeight < NEAR_BOTTOM_PX;
-    for (const message of messages) {
-      const later = [...list.children].find(
-        (node) => node.dataset.seq === undefined || Number(node.dataset.seq) > message.seq,
-      );
-      list.insertBefore(this.messageNode(message), later || null);
-    }
-    if (stickToBottom && nearBottom) this.scrollToBottom();
-    else list.scrollTop = list.scrollHeight - fromBottom; // older ones above: stay where the reader is
-  }
-
-  scrollToBottom() {
-    const list = this.ui.messageList;
-    list.scrollTop = list.scrollHeight;
+    this.messageList.pendingChanged(item);
   }
 
   markRead() {
@@ -301,7 +258,11 @@ export class Chat {
     const entries = this.state.orderedDialogs().map((summary) =>
       dialogItem(summary, { current: summary.id === this.state.openId, myId: me.id }),
     );
+    // Rebuilt on every change: keep the keyboard's place in it.
+    const active = document.activeElement;
+    const focused = this.ui.dialogList.contains(active) ? active.dataset.dialogId : null;
     this.ui.dialogList.replaceChildren(...entries);
+    if (focused) this.ui.dialogList.querySelector(`[data-dialog-id="${CSS.escape(focused)}"]`)?.focus();
     this.ui.noDialogs.hidden = entries.length > 0;
     const open = this.state.dialogs.get(this.state.openId);
     if (open) this.ui.peerName.textContent = open.peer.username;

@@ -64,9 +64,13 @@ export function dialogItem(summary, { current, myId }) {
     peer,
     element("span", { className: "last", text: preview }),
   );
-  if (summary.last) button.append(element("time", { datetime: summary.last.sent_at, text: shortTime(summary.last.sent_at) }));
+  if (summary.last) {
+    const at = summary.last.sent_at;
+    button.append(element("time", { datetime: at, text: shortTime(at) }));
+  }
   if (summary.unread > 0) {
-    button.append(element("span", { className: "unread", "aria-label": `${summary.unread} unread`, text: String(summary.unread) }));
+    const count = String(summary.unread);
+    button.append(element("span", { className: "unread", "aria-label": `${count} unread`, text: count }));
   }
   if (current) button.setAttribute("aria-current", "true");
   return element("li", {}, button);
