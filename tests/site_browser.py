@@ -69,8 +69,8 @@ class ChatPage:
         page.on("websocket", self._socket)
 
     @classmethod
-    async def open(cls, browser: Browser, origin: str) -> ChatPage:
-        context = await browser.new_context(viewport=LAPTOP)
+    async def open(cls, browser: Browser, origin: str, *, timezone: str = "UTC", locale: str = "en-US") -> ChatPage:
+        context = await browser.new_context(viewport=LAPTOP, timezone_id=timezone, locale=locale)
         chat = cls(await context.new_page(), origin)
         await chat.page.goto(origin + "/")
         return chat
@@ -129,6 +129,13 @@ class ChatPage:
 
     async def wait_for_text(self, text: str) -> None:
         await expect(self.by("message").locator(".text").filter(has_text=text).last).to_be_visible()
+
+    async def times(self) -> list[tuple[str, str]]:
+        """Each message's (datetime attribute, time shown)."""
+        found: list[tuple[str, str]] = await self.by("message").locator("time").evaluate_all(
+            "els => els.map(e => [e.getAttribute('datetime'), e.textContent])"
+        )
+        return found
 
     async def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

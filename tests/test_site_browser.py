@@ -6,7 +6,9 @@ a send that timed out is sent again with the same client_msg_id and shows once."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import Browser, expect
@@ -18,6 +20,18 @@ from tests.site_browser import ARTIFACTS, LAPTOP, PASSWORD, PHONE, ChatPage, chr
 pytestmark = pytest.mark.timeout(420)
 
 HOSTILE = "<img src=x onerror=alert(1)>"
+ALICE_ZONE = "Asia/Kolkata"
+LOGGED_OUT = {
+    "username": ("textbox", "Username"), "password": ("textbox", "Password (8 characters or more)"),
+    "email": ("textbox", "Email (only to register)"), "login": ("button", "Log in"),
+    "register": ("button", "Register"),
+}
+LOGGED_IN = {
+    "peer-username": ("textbox", "Chat with"), "open-dialog": ("button", "Open"),
+    "rename-username": ("textbox", "Your name"), "rename": ("button", "Rename"),
+    "logout": ("button", "Log out"), "dialog-list": ("list", "Dialogs"),
+}
+IN_A_DIALOG_WITH_BOB = {"text": ("textbox", "Message"), "send": ("button", "Send"), "message-list": ("log", "bob")}
 PAGE = 50  # messages per history page (infra/site/chat.js)
 
 
@@ -60,8 +74,10 @@ async def expect_seqs(page: ChatPage, expected: list[int]) -> None:
 
 
 async def test_two_people_chat_through_the_site(stack: ProcessStack, browser: Browser) -> None:
-    alice = await ChatPage.open(browser, origin(stack, "gateway-alice"))
+    # alice reads times in India (UTC+05:30), on a 24-hour clock.
+    alice = await ChatPage.open(browser, origin(stack, "gateway-alice"), timezone=ALICE_ZONE, locale="en-GB")
     bob = await ChatPage.open(browser, origin(stack, "gateway-bob"))
+    await controls_have_accessible_names(alice, LOGGED_OUT)
 
     # Register (which logs in), log out, log in again.
     await alice.register("alice")
@@ -72,9 +88,11 @@ async def test_two_people_chat_through_the_site(stack: ProcessStack, browser: Br
     assert await alice.page.evaluate("localStorage.getItem('chat.token')") is None
     await alice.log_in("alice")
     await bob.register("bob")
+    await controls_have_accessible_names(alice, LOGGED_IN)
 
     # alice opens the dialog and writes; bob's list gets it live, unread until he opens it.
     await alice.open_dialog("bob")
+    await controls_have_accessible_names(alice, IN_A_DIALOG_WITH_BOB)
     await alice.send("hello bob")
     await expect(bob.by("dialog")).to_have_count(1)
     await expect(bob.by("dialog")).to_contain_text("alice")
@@ -89,6 +107,11 @@ async def test_two_people_chat_through_the_site(stack: ProcessStack, browser: Br
     assert await alice.texts() == ["hello bob", "hi alice\nsecond line"]
     assert await alice.by("message").evaluate_all("els => els.map(e => e.classList.contains('mine'))") == [True, False]
     assert await bob.by("message").evaluate_all("els => els.map(e => e.classList.contains('mine'))") == [False, True]
+    # Times in the reader's own zone: the server's UTC instant, shown as alice's local clock.
+    for sent_at, shown in await alice.times():
+        local = datetime.fromisoformat(sent_at.replace("Z", "+00:00")).astimezone(ZoneInfo(ALICE_ZONE))
+        expected = local.strftime("%H:%M")
+        assert shown == expected, f"expected {sent_at} shown as {expected} in {ALICE_ZONE}, got {shown}"
 
     # Hostile text is shown as text: no element made of it, no script run.
     await alice.send(HOSTILE)
@@ -151,6 +174,14 @@ async def test_two_people_chat_through_the_site(stack: ProcessStack, browser: Br
 
     for page in (alice, bob):
         assert page.errors == [] and page.alerts == [], f"{page.origin}: {page.errors} {page.alerts}"
+
+
+async def controls_have_accessible_names(page: ChatPage, controls: dict[str, tuple[str, str]]) -> None:
+    """Each control is found by its role and name (a label, or a button's text), as assistive
+    technology finds it, and is the element with that test id."""
+    for test_id, (role, name) in controls.items():
+        found = page.page.get_by_role(role, name=name, exact=True)  # type: ignore[arg-type]
+        await expect(found).to_have_attribute("data-testid", test_id)
 
 
 async def screenshots(alice: ChatPage, bob: ChatPage) -> None:
