@@ -151,6 +151,13 @@ async def test_two_people_chat_through_the_site(stack: ProcessStack, browser: Br
     await alice.wait_for_text("call me robert")
     await expect(alice.page.locator("#peer-name")).to_have_text("robert")
     await expect(alice.by("dialog")).to_contain_text("robert")
+    # Without a message, the name comes with `dialogs`, which the page asks for when it gets focus.
+    await bob.by("rename-username").fill("rob")
+    await bob.by("rename").click()
+    await expect(bob.page.locator("#me-name")).to_have_text("rob")
+    await alice.page.evaluate("window.dispatchEvent(new FocusEvent('focus'))")
+    await expect(alice.page.locator("#peer-name")).to_have_text("rob")
+    await expect(alice.by("dialog").locator(".peer")).to_have_text("rob")
 
     # alice's gateway dies: her page shows the drop; bob writes meanwhile.
     stack.kill("gateway-alice")
