@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 run: venv
 	$(BIN)/python -m devstack
 
+# .ci/system-packages installs what the tests need from Debian (nginx, chromium) where it can
+# (root and apt-get); elsewhere the tests that need them skip, saying why (fail under CI=true).
 test: venv
+	bash .ci/system-packages
 	$(BIN)/python -m pytest
 
 check: venv

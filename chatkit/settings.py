@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 PREFIX = "CHAT_"
+# The web chat's static files (index.html, modules, CSS), in the source tree beside the packages.
+DEFAULT_SITE_DIR = Path(__file__).resolve().parent.parent / "infra" / "site"
 
 
 class SettingsError(ValueError):
@@ -57,6 +59,8 @@ class Settings:
     # this long makes a new message. Each record holds the message, so this bounds Redis memory.
     client_msg_id_ttl_seconds: int = 24 * 3600
     log_level: str = "INFO"
+    # Gateway: the directory served at `/` (the web chat). Missing: the gateway serves no site.
+    site_dir: Path = dataclasses.field(default_factory=lambda: DEFAULT_SITE_DIR)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

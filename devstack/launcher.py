@@ -118,6 +118,7 @@ class Launcher:
             self._wait_healthy(f"http://{client_host(settings.host)}:{port}/healthz")
         for port in gateway_ports(settings):
             self._out.line(f"chat backend ready: ws://{client_host(settings.host)}:{port}/ws")
+        self._out.line(site_line(settings))
         while True:
             self._check()
             time.sleep(_POLL_INTERVAL)
@@ -240,6 +241,13 @@ def gateway_ports(settings: Settings) -> list[int]:
 def client_host(host: str) -> str:
     """Where to connect to reach a server bound to ``host``."""
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def site_line(settings: Settings) -> str:
+    """What to open in a browser: the web chat on the first gateway (any gateway serves it)."""
+    if not settings.site_dir.is_dir():
+        return f"no web chat: {settings.site_dir} is not a directory (CHAT_SITE_DIR)"
+    return f"web chat: open http://{client_host(settings.host)}:{gateway_ports(settings)[0]}/"
 
 
 def preferred_port(port: int) -> int:
