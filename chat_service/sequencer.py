@@ -16,7 +16,7 @@ from chatkit import keys
 from chatkit.autopipeline import AutoPipeline
 from chatkit.dialogs import DialogKey
 from chatkit.envelopes import ENTRY_FIELD
-from chatkit.wire import Message, UserRef
+from chatkit.wire import Message, UserRef, wire_time
 
 _encode = msgspec.json.Encoder().encode
 
@@ -59,7 +59,7 @@ class Sequencer:
         answers the sender and acknowledges the request."""
         message = Message(
             id=str(uuid.uuid4()), dialog_id=key.id, seq=0, sender=sender, text=text,
-            sent_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            sent_at=wire_time(datetime.now(UTC)),
         )
         before, after = _encode(message).split(_SEQ_MARK, 1)
         # The event repeats the dialog and seq outside the frame, so gateways can order and

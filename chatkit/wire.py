@@ -8,6 +8,7 @@ handlers only ever see these typed objects.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -101,6 +102,14 @@ class UserInfo(msgspec.Struct):
     id: int
     username: str
     email: str
+
+
+def wire_time(when: datetime) -> str:
+    """A moment as the wire writes it (``sent_at``): ISO 8601 in UTC, milliseconds, "Z" for the
+    offset, e.g. ``2026-11-27T13:44:03.123Z``."""
+    if when.tzinfo is None:
+        raise ValueError(f"expected a datetime with a time zone, got a naive one ({when.isoformat()})")
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Message(msgspec.Struct):
