@@ -136,9 +136,11 @@ class UserInfo(msgspec.Struct):
 def wire_time(when: datetime) -> str:
     """A moment as the wire writes it (``sent_at``): ISO 8601 in UTC, milliseconds, "Z" for the
     offset, e.g. ``2026-11-27T13:44:03.123Z``."""
-    if when.tzinfo is None:
-        raise ValueError(f"expected a datetime with a time zone, got a naive one ({when.isoformat()})")
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if when.tzinfo is not UTC:
+        if when.tzinfo is None:
+            raise ValueError(f"expected a datetime with a time zone, got a naive one ({when.isoformat()})")
+        when = when.astimezone(UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Message(msgspec.Struct):
