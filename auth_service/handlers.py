@@ -31,7 +31,8 @@ class AuthHandler:
 
     async def handle(self, request: Request, outbox: Outbox) -> None:
         # The gateway routes only wire.AuthFrame here.
-        await self.routes.dispatch(request.frame, request, outbox)
+        frame = request.frame
+        await self.routes.handler(frame)(frame, request, outbox)
 
     async def register(self, frame: wire.Register, request: Request, outbox: Outbox) -> None:
         # Registering does not log in: the client logs in next, like any other time.

@@ -94,8 +94,9 @@ class ChatHandlers:
         user = request.user
         if user is None:
             raise RequestError("unauthenticated", "log in first")
+        frame = request.frame
         try:
-            await self.routes.dispatch(request.frame, user, request, outbox)
+            await self.routes.handler(frame)(frame, user, request, outbox)
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"database unreachable ({type(exc).__name__})") from exc
 

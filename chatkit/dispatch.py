@@ -7,7 +7,7 @@ Each handler takes the frame first, then whatever the service passes along (the 
 of a service's handlers)::
 
     table = FrameTable("chat_service", ChatFrame, Route(Send, self.send), ...)
-    await table.dispatch(request.frame, user, request, outbox)
+    await table.handler(request.frame)(request.frame, user, request, outbox)
 """
 
 from __future__ import annotations
@@ -53,11 +53,13 @@ class FrameTable(Generic[P]):
                 f"missing {missing or 'none'}, not handled here {extra or 'none'}"
             )
 
-    async def dispatch(self, frame: Frame, *args: P.args, **kwargs: P.kwargs) -> None:
+    def handler(self, frame: Frame) -> Callable[Concatenate[Frame, P], Awaitable[None]]:
+        """The handler for this frame's type, to call with the frame and the service's
+        arguments; raises RequestError for a frame this service does not handle."""
         handler = self._table.get(type(frame))
         if handler is None:
             raise RequestError(
                 "unknown_type",
                 f"{self.service} handles {', '.join(repr(t) for t in self.handles)}; got {frame_tag(frame)!r}",
             )
-        await handler(frame, *args, **kwargs)
+        return handler

@@ -58,16 +58,16 @@ async def test_table_dispatches_by_frame_type() -> None:
     table = FrameTable("test", wire.Send | wire.Sync, Route(wire.Send, recorder.send), Route(wire.Sync, recorder.sync))
     send = wire.Send(dialog_id="1_2", text="hi", client_msg_id="c")
     sync = wire.Sync()
-    await table.dispatch(sync, 1)
-    await table.dispatch(send, 2)
+    await table.handler(sync)(sync, 1)
+    await table.handler(send)(send, 2)
     assert recorder.seen == [("sync", sync, 1), ("send", send, 2)]
 
 
-async def test_table_answers_unknown_type_naming_what_it_handles() -> None:
+def test_table_answers_unknown_type_naming_what_it_handles() -> None:
     recorder = Recorder()
     table = FrameTable("test", wire.Send | wire.Sync, Route(wire.Send, recorder.send), Route(wire.Sync, recorder.sync))
     with pytest.raises(RequestError) as caught:
-        await table.dispatch(wire.Auth(token="t"), 1)
+        table.handler(wire.Auth(token="t"))
     assert caught.value.code == "unknown_type"
     assert caught.value.message == "test handles 'send', 'sync'; got 'auth'"
     assert recorder.seen == []
