@@ -1,16 +1,21 @@
 """Chaos: the stack as real processes under a steady stream of messages between user pairs
 across two gateways, while processes are killed with SIGKILL, Valkey is restarted, PostgreSQL
 is stopped and started, and pub/sub connections are killed. After each, every message a client
-got `sent` for is in its dialog table exactly once, seqs run 1..n, and every client has every
-message, none twice on one connection, live ones in order."""
+got `sent` for is in its dialog table exactly once (as many rows as acknowledgements, each row
+the acknowledged id), seqs run 1..n, every client has every message through its own syncs
+(after reconnects and `resync`), none twice on one connection, live ones in order, and no
+request was answered `internal` unless the fault allows it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -92,19 +97,36 @@ class Traffic:
     def participants(self) -> list[Participant]:
         return [p for a, b, _ in self.pairs for p in (a, b)]
 
+    def acked(self, dialog_id: str) -> list[dict[str, Any]]:
+        """Every acknowledged message of the dialog, from both sides, one per client_msg_id."""
+        return [m for p in self.participants for m in p.acked[dialog_id].values()]
+
+    @property
+    def acks(self) -> int:
+        return sum(len(acked) for p in self.participants for acked in p.acked.values())
+
+    @property
+    def internal(self) -> list[dict[str, Any]]:
+        return [frame for p in self.participants for frame in p.internal]
+
     async def verify(self) -> None:
         settings = self.stack.settings
         db = await asyncpg.connect(settings.database_url)
         try:
             for a, b, dialog_id in self.pairs:
-                acked = {**a.acked[dialog_id], **b.acked[dialog_id]}
-                n = max(acked)
-                assert sorted(acked) == list(range(1, n + 1)), f"{dialog_id}: acked seqs have gaps"
+                acked = self.acked(dialog_id)
+                n = len(acked)
+                seqs = sorted(m["seq"] for m in acked)
+                repeated = sorted(seq for seq, count in Counter(seqs).items() if count > 1)
+                assert not repeated, f"{dialog_id}: {n} acks, seqs given to more than one message: {repeated}"
+                assert seqs == list(range(1, n + 1)), f"{dialog_id}: {n} acks, expected seqs 1..{n}, got gaps"
                 rows = await _wait_stored(db, dialog_id, n)
+                assert len(rows) == n, f"{dialog_id}: {n} messages acknowledged, {len(rows)} rows stored"
                 assert [r["seq"] for r in rows] == list(range(1, n + 1))
-                assert {r["seq"]: str(r["id"]) for r in rows} == acked, f"{dialog_id}: stored ids differ"
+                stored = {r["seq"]: str(r["id"]) for r in rows}
+                assert stored == {m["seq"]: m["id"] for m in acked}, f"{dialog_id}: stored ids differ from acked"
                 for p in (a, b):
-                    await _until_synced(p, dialog_id, n)
+                    await _until_caught_up(p, dialog_id, n)
                     _check_deliveries(p, dialog_id)
         finally:
             await db.close()
@@ -143,13 +165,23 @@ async def _wait_stored(db: asyncpg.Connection, dialog_id: str, n: int) -> list[a
     raise AssertionError(f"{table}: {len(rows)} rows stored, expected {n}")
 
 
-async def _until_synced(p: Participant, dialog_id: str, n: int) -> None:
-    for _ in range(100):
-        if p.have[dialog_id] >= set(range(1, n + 1)):
-            break
-        await p.sync()
+async def _until_caught_up(p: Participant, dialog_id: str, n: int) -> None:
+    """The participant gets every message by itself, as a client following docs/DELIVERY.md
+    does (live, and by the syncs it sends after each connect and `resync`): the test does not
+    sync for it."""
+    want = set(range(1, n + 1))
+    await _until(lambda: p.have[dialog_id] >= want, lambda: f"{p.name} to get {sorted(want - p.have[dialog_id])}")
+    assert p.have[dialog_id] == want, f"{p.name} holds seqs never acknowledged: {sorted(p.have[dialog_id] - want)}"
+
+
+async def _until(done: Callable[[], bool], what: Callable[[], str], seconds: float = 30.0) -> None:
+    """Wait for a condition, failing with what was awaited after a generous deadline."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while not done():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what()}")
         await asyncio.sleep(0.05)
-    assert p.have[dialog_id] == set(range(1, n + 1)), f"{p.name} misses {set(range(1, n + 1)) - p.have[dialog_id]}"
 
 
 def _check_deliveries(p: Participant, dialog_id: str) -> None:
@@ -161,27 +193,42 @@ def _check_deliveries(p: Participant, dialog_id: str) -> None:
         assert seqs == sorted(seqs), f"{p.name} connection {index}: live {dialog_id} out of order"
 
 
-async def run_with_fault(stack: ProcessStack, fault: Callable[[], Awaitable[None]], *, after: float = 3.0) -> Traffic:
+Fault = Callable[[Traffic], Awaitable[None]]
+
+
+async def run_with_fault(stack: ProcessStack, fault: Fault, *, after: float = 3.0) -> Traffic:
+    """Traffic, the fault, more traffic, then the checks; no request may have been answered
+    `internal` (a fault that allows some says so in its own test)."""
     traffic = Traffic(stack)
     await traffic.start()
     try:
         await traffic.run_for(1.5)
-        await fault()
+        await fault(traffic)
         await traffic.run_for(after)
         await traffic.finish()
         await traffic.verify()
     finally:
         await traffic.stop()
+    assert traffic.internal == [], f"requests answered `internal` during the fault: {traffic.internal}"
     return traffic
 
 
+async def _redis(stack: ProcessStack) -> redis.asyncio.Redis:
+    return redis.asyncio.Redis.from_url(stack.settings.redis_url)
+
+
+def _gateway_log(stack: ProcessStack, name: str) -> str:
+    path = stack.root / "logs" / f"{name}.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 async def test_storage_worker_killed_mid_batch(chaos: ProcessStack) -> None:
-    rds = redis.asyncio.Redis.from_url(chaos.settings.redis_url)
+    rds = await _redis(chaos)
     try:
         # A poison entry among the traffic: a dialog whose table does not exist.
         poison = await publish(rds, message(DialogKey(900_001, 900_002), 1, 900_001))
 
-        async def fault() -> None:
+        async def fault(traffic: Traffic) -> None:
             chaos.kill("storage_worker-1")
             await asyncio.sleep(1)
             chaos.start("storage_worker-3", "storage_worker")
@@ -201,41 +248,114 @@ async def test_storage_worker_killed_mid_batch(chaos: ProcessStack) -> None:
 
 
 async def test_chat_service_replica_killed(chaos: ProcessStack) -> None:
-    async def fault() -> None:
+    """A replica killed while it holds requests: the other claims them and answers them, and
+    goes on acknowledging sends."""
+    held: list[bytes] = []
+
+    async def fault(traffic: Traffic) -> None:
+        held.extend(await _freeze_holding_requests(chaos, "chat_service-1"))
         chaos.kill("chat_service-1")
+        acks = traffic.acks
+        await _until(lambda: traffic.acks >= acks + 20, lambda: "sends acknowledged after the kill")
+        rds = await _redis(chaos)
+        try:
+            still: set[bytes] = set(held)
+            for _ in range(600):
+                pending = await rds.xpending_range(keys.CHAT_REQUESTS, keys.CHAT_GROUP, "-", "+", 1000)
+                still = {cast(bytes, entry["message_id"]) for entry in pending} & set(held)
+                if not still:
+                    break
+                await asyncio.sleep(0.05)
+            assert not still, f"requests the killed replica held were never answered: {sorted(still)}"
+        finally:
+            await rds.aclose()
 
     await run_with_fault(chaos, fault)
+    assert held, "the killed replica held no request"
+
+
+async def _freeze_holding_requests(stack: ProcessStack, name: str) -> list[bytes]:
+    """Stop ``name`` (SIGSTOP) at a moment it holds requests it has read and not answered;
+    the ids of those requests. The caller kills it."""
+    group = os.getpgid(stack.processes[name].pid)
+    rds = await _redis(stack)
+    try:
+        for _ in range(1000):
+            os.killpg(group, signal.SIGSTOP)
+            pending = await rds.xpending_range(
+                keys.CHAT_REQUESTS, keys.CHAT_GROUP, "-", "+", 1000, consumername=name
+            )
+            if pending:
+                return [cast(bytes, entry["message_id"]) for entry in pending]
+            os.killpg(group, signal.SIGCONT)
+            await asyncio.sleep(0.01)
+    finally:
+        await rds.aclose()
+    raise AssertionError(f"{name} never held a request")
 
 
 async def test_valkey_restarted(chaos: ProcessStack) -> None:
-    async def fault() -> None:
+    async def fault(traffic: Traffic) -> None:
         await asyncio.to_thread(chaos.restart_valkey)
 
     traffic = await run_with_fault(chaos, fault, after=5.0)
-    assert sum(p.resyncs + p.connections - 1 for p in traffic.participants) > 0
+    # Every gateway's subscription dropped with Valkey: each client was told to resync, or
+    # lost its connection and synced on reconnecting.
+    missed = [p.name for p in traffic.participants if p.resyncs == 0 and p.connections == 1]
+    assert not missed, f"neither told to resync nor reconnected: {missed}"
     await _until_ready(chaos)
 
 
 async def test_postgres_stopped_for_seconds(chaos: ProcessStack) -> None:
-    async def fault() -> None:
+    live_during_outage: dict[str, int] = {}
+
+    async def fault(traffic: Traffic) -> None:
+        assert chaos.postgres is not None
         await asyncio.to_thread(chaos.stop_postgres)
-        await asyncio.sleep(3)  # messages keep flowing live meanwhile
+        assert not chaos.postgres.alive()
+        # Messages keep flowing live meanwhile: sends need no database, nor does fan-out.
+        live = {p.name: p.live for p in traffic.participants}
+        acks = traffic.acks
+
+        def flowing() -> bool:
+            return traffic.acks >= acks + 30 and all(p.live >= live[p.name] + 5 for p in traffic.participants)
+
+        await _until(flowing, lambda: "sends acknowledged and pushed live to everyone while PostgreSQL is down")
+        assert not chaos.postgres.alive(), "PostgreSQL came back by itself"
+        live_during_outage.update({p.name: p.live - live[p.name] for p in traffic.participants})
         await asyncio.to_thread(chaos.start_postgres_again)
 
     await run_with_fault(chaos, fault)
+    assert all(n >= 5 for n in live_during_outage.values()), live_during_outage
 
 
 async def test_gateway_killed_clients_move_to_the_other(chaos: ProcessStack) -> None:
-    async def fault() -> None:
+    moved: dict[str, int] = {}
+    killed_url = chaos.url("gateway-1")
+    other_url = chaos.url("gateway-2")
+
+    async def fault(traffic: Traffic) -> None:
+        on_it = [p for p in traffic.participants if p.connected_to[-1] == killed_url]
+        moved.update({p.name: p.connections for p in on_it})
         chaos.kill("gateway-1")
 
     traffic = await run_with_fault(chaos, fault)
-    assert all(p.connections >= 2 for p, _, _ in traffic.pairs), "gateway-1's clients did not reconnect"
+    # Each pair's first user connects to gateway-1 first.
+    assert len(moved) == len(traffic.pairs), f"expected one user per pair on gateway-1, got {sorted(moved)}"
+    for p in traffic.participants:
+        if p.name in moved:
+            # verify() saw every one of them catch up by its own syncs.
+            assert p.connections > moved[p.name], f"{p.name} did not reconnect"
+            assert p.connected_to[moved[p.name]:] and set(p.connected_to[moved[p.name]:]) == {other_url}, (
+                f"{p.name} reconnected to {p.connected_to[moved[p.name]:]}, expected only {other_url}"
+            )
+        else:
+            assert p.connections == 1, f"{p.name} was on gateway-2 and still reconnected"
 
 
 async def test_pubsub_connections_killed(chaos: ProcessStack) -> None:
-    async def fault() -> None:
-        rds = redis.asyncio.Redis.from_url(chaos.settings.redis_url)
+    async def fault(traffic: Traffic) -> None:
+        rds = await _redis(chaos)
         try:
             killed = await rds.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
         finally:
@@ -248,8 +368,6 @@ async def test_pubsub_connections_killed(chaos: ProcessStack) -> None:
 
 
 async def test_a_client_that_never_reads_is_cut_off_without_hurting_others(chaos: ProcessStack) -> None:
-    import socket
-
     traffic = Traffic(chaos, pairs=2)
     await traffic.start()
     try:
@@ -258,25 +376,41 @@ async def test_a_client_that_never_reads_is_cut_off_without_hurting_others(chaos
         # reads: the gateway's writes back up into its bounded queue.
         port = chaos.gateway_ports["gateway-2"]
         sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", port))
-        sock.sendall(_handshake(port))
-        await asyncio.sleep(0.2)
-        sock.sendall(_masked_text(f'{{"type":"auth","token":"{victim.token}"}}'))
-        # More than the kernel's socket buffers (up to 4 MiB here) plus the gateway's queue.
-        big = "x" * 4000
-        for _ in range(75):
-            await asyncio.gather(*(victim_peer.send(dialog_id, big) for _ in range(20)))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            address = sock.getsockname()
+            sock.sendall(_handshake(port))
+            response = b""
+            while b"\r\n\r\n" not in response:
+                chunk = await asyncio.to_thread(sock.recv, 1)
+                assert chunk, f"connection closed during the handshake: {response!r}"
+                response += chunk
+            assert response.startswith(b"HTTP/1.1 101"), response
+            sock.sendall(_masked_text(f'{{"type":"auth","token":"{victim.token}"}}'))
+            # More than the kernel's socket buffers (up to 4 MiB here) plus the gateway's queue.
+            big = "x" * 4000
+            for _ in range(75):
+                await asyncio.gather(*(victim_peer.send(dialog_id, big) for _ in range(20)))
+            # Cut off as a slow consumer (close 4008, then the TCP connection aborted, since a
+            # close frame cannot reach a peer that stopped reading), not by the 20 s ping
+            # timeout: the abort is logged with this socket's address, and only the
+            # slow-consumer close aborts.
+            aborted = f"aborted the connection of {address}"
+            await _until(
+                lambda: aborted in _gateway_log(chaos, "gateway-2"),
+                lambda: f"{aborted!r} in gateway-2's log",
+            )
+            assert "stopped reading; closing it" in _gateway_log(chaos, "gateway-2")
+            assert await _peer_closed(sock), "the gateway kept a client that never reads"
+        finally:
+            sock.close()
         await traffic.run_for(0.5)
         await traffic.finish()
         await traffic.verify()
-        try:
-            closed = await _peer_closed(sock)
-        finally:
-            sock.close()
-        assert closed, "the gateway kept a client that never reads"
     finally:
         await traffic.stop()
+    assert traffic.internal == [], traffic.internal
 
 
 def _handshake(port: int) -> bytes:
@@ -296,10 +430,7 @@ def _masked_text(text: str) -> bytes:
     return b"\x81" + length + mask + masked
 
 
-async def _peer_closed(sock: object) -> bool:
-    import socket
-
-    assert isinstance(sock, socket.socket)
+async def _peer_closed(sock: socket.socket) -> bool:
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
     # Drain whatever was buffered; a closed connection ends in EOF (or a reset).
