@@ -107,13 +107,23 @@ class Traffic:
     def internal(self) -> list[dict[str, Any]]:
         return [frame for p in self.participants for frame in p.internal]
 
+    def check_acked(self, dialog_id: str) -> int:
+        """The dialog's acknowledged seqs are 1..n, each given to one message; n."""
+        acked = self.acked(dialog_id)
+        n = len(acked)
+        seqs = sorted(m["seq"] for m in acked)
+        repeated = sorted(seq for seq, count in Counter(seqs).items() if count > 1)
+        assert not repeated, f"{dialog_id}: {n} acks, seqs given to more than one message: {repeated}"
+        assert seqs == list(range(1, n + 1)), f"{dialog_id}: {n} acks, expected seqs 1..{n}, got gaps"
+        return n
+
     async def until_stored(self) -> None:
         """Wait until every acknowledged message is in its table and none waits in Redis."""
         db = await asyncpg.connect(self.stack.settings.database_url)
         rds = redis.asyncio.Redis.from_url(self.stack.settings.redis_url)
         try:
             for _, _, dialog_id in self.pairs:
-                await _wait_stored(db, dialog_id, len(self.acked(dialog_id)))
+                await _wait_stored(db, dialog_id, self.check_acked(dialog_id))
                 for _ in range(600):
                     if await rds.zcard(keys.dialog_pending(dialog_id)) == 0:
                         break
@@ -129,11 +139,7 @@ class Traffic:
         try:
             for a, b, dialog_id in self.pairs:
                 acked = self.acked(dialog_id)
-                n = len(acked)
-                seqs = sorted(m["seq"] for m in acked)
-                repeated = sorted(seq for seq, count in Counter(seqs).items() if count > 1)
-                assert not repeated, f"{dialog_id}: {n} acks, seqs given to more than one message: {repeated}"
-                assert seqs == list(range(1, n + 1)), f"{dialog_id}: {n} acks, expected seqs 1..{n}, got gaps"
+                n = self.check_acked(dialog_id)
                 rows = await _wait_stored(db, dialog_id, n)
                 assert len(rows) == n, f"{dialog_id}: {n} messages acknowledged, {len(rows)} rows stored"
                 assert [r["seq"] for r in rows] == list(range(1, n + 1))
