@@ -6,6 +6,9 @@ about 256 KiB of text) with `more` and a follow-up sync that completes it, and a
 from __future__ import annotations
 
 import asyncio
+import json
+
+import pytest
 
 from chat_client import ChatClient
 from chat_client.client import Frame
@@ -27,8 +30,14 @@ async def send_many(client: ChatClient, dialog_id: str, texts: list[str]) -> lis
     return sorted(sent, key=lambda m: m["seq"])
 
 
-def big_texts(count: int, tag: str) -> list[str]:
-    return [f"{tag}{n:04d}".ljust(BIG, "x") for n in range(count)]
+def big_texts(count: int, tag: str, filler: str = "x") -> list[str]:
+    """``count`` texts of the longest allowed length, in characters."""
+    return [f"{tag}{n:04d}".ljust(BIG, filler) for n in range(count)]
+
+
+def size(text: str) -> int:
+    # "KiB of text": what the text weighs in the reply, as JSON carries it (UTF-8, escapes).
+    return len(json.dumps(text, ensure_ascii=False).encode()) - 2
 
 
 def of_dialog(reply: Frame, dialog_id: str) -> list[Frame]:
@@ -119,21 +128,26 @@ async def test_sync_stops_at_the_documented_message_cap(stack: Stack) -> None:
     assert second.get("more", False) is False
 
 
-async def test_sync_stops_near_the_documented_text_cap(stack: Stack) -> None:
+# One byte per character, four (U+1F600 in UTF-8) and six (U+0001, escaped in JSON): the cap
+# is on the text's size in the reply, not its length.
+@pytest.mark.parametrize("filler", ["x", "\U0001f600", "\x01"], ids=["ascii", "four-byte", "escaped"])
+async def test_sync_stops_near_the_documented_text_cap(stack: Stack, filler: str) -> None:
     cap = LIMITS.sync_max_text
     alice = await new_user(stack, "alice", gateway=0)
     await new_user(stack, "bob", gateway=1)
     dialog_id = (await alice.open_dialog("bob"))["id"]
-    count = cap // BIG + 8
+    texts = big_texts(cap // size(BIG * filler) + 8, "t", filler)
+    count = len(texts)
     assert count < LIMITS.sync_max_messages  # so only the text can stop the reply
-    sent = await send_many(alice, dialog_id, big_texts(count, "t"))
+    assert sum(map(size, texts)) > cap + size(texts[0])
+    sent = await send_many(alice, dialog_id, texts)
 
     bob = await device(stack, "bob", gateway=1)
     first = await bob.call({"type": "sync", "dialogs": {dialog_id: 0}})
-    assert first["more"] is True
-    text = sum(len(m["text"]) for m in first["messages"])
+    text = sum(size(m["text"]) for m in first["messages"])
+    assert first.get("more") is True, f"one reply of {len(first['messages'])} messages, {text} bytes of text"
     # "About" the cap: it may stop short of it or pass it by at most one message.
-    assert abs(text - cap) <= BIG, f"expected about {cap} characters of text, got {text}"
+    assert abs(text - cap) <= size(texts[0]), f"expected about {cap} bytes of text, got {text}"
     taken = len(first["messages"])
     assert first["messages"] == sent[:taken]
     assert first["dialogs"] == {dialog_id: taken}
