@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+import msgspec
 
 from chat_service import store
 from chat_service.history import HistoryReader
@@ -30,10 +31,20 @@ from chatkit.wire import (
     UserRef,
 )
 
-# One sync reply carries at most this many messages, or about this much text, so that it
-# stays a frame any client accepts; `more` tells the client to ask again.
+# One sync reply carries at most this many messages, or about this many bytes of text (as
+# the frame carries it), so that it stays a frame any client accepts; `more` tells the client
+# to ask again.
 SYNC_MAX_MESSAGES = 500
 SYNC_MAX_TEXT = 256 * 1024
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def text_size(text: str) -> int:
+    """What ``text`` weighs in the reply's JSON. Counted in characters, 4,096 four-byte ones
+    (UTF-8) or escaped control characters (six bytes each) would pass for 4 KiB, and a reply
+    could run to several times the documented cap."""
+    return len(_encode_json(text)) - 2  # without the quotes
 
 
 class SyncBatch:
@@ -64,7 +75,7 @@ class SyncBatch:
             if self._text >= SYNC_MAX_TEXT:
                 break
             taken.append(message)
-            self._text += len(message.text)
+            self._text += text_size(message.text)
         self.messages.extend(taken)
         if cut or len(taken) < len(messages):
             # Cut short: the client is complete only up to the last message it got.
