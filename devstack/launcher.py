@@ -28,6 +28,7 @@ from typing import IO, Protocol, TextIO
 
 from chatkit.settings import Settings, SettingsError, env_name
 from devstack.embedded import EmbeddedServer, free_port, port_is_free, start_postgres, start_valkey
+from devstack.lock import DataDirLock
 
 # Every package the launcher runs as `python -m <package>`; docker-compose.yml must run the same.
 WORKERS: tuple[str, ...] = ("auth_service", "chat_service", "storage_worker")
@@ -91,6 +92,7 @@ class Launcher:
         self._stop_requested = threading.Event()
         self._servers: list[EmbeddedServer] = []
         self._children: list[Child] = []
+        self._lock: DataDirLock | None = None
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self._stop_requested.set()
@@ -111,13 +113,18 @@ class Launcher:
     def _run(self) -> None:
         settings = Settings.from_env(self._environ)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Before anything is started there: a second stack on these files would corrupt them.
+        self._lock = DataDirLock(settings.data_dir)
+        self._lock.acquire()
         settings = self._with_secret(settings)
         settings = self._with_embedded_servers(settings)
         self._start_children(settings)
         for port in gateway_ports(settings):
             self._wait_healthy(f"http://{client_host(settings.host)}:{port}/healthz")
-        for port in gateway_ports(settings):
-            self._out.line(f"chat backend ready: ws://{client_host(settings.host)}:{port}/ws")
+        urls = [f"ws://{client_host(settings.host)}:{port}/ws" for port in gateway_ports(settings)]
+        for url in urls:
+            self._out.line(f"chat backend ready: {url}")
+        self._lock.describe(f"the stack of pid {os.getpid()} ({', '.join(urls)})")
         self._out.line(site_line(settings))
         while True:
             self._check()
@@ -212,6 +219,8 @@ class Launcher:
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
+        if self._lock is not None:
+            self._lock.release()
 
 
 def stop_process_groups(processes: list[subprocess.Popen[bytes]], timeout: float) -> None:
