@@ -10,7 +10,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[local,dev]'
 	touch $(STAMP)
 
 run: venv
@@ -35,5 +35,5 @@ loadtest: venv
 # first use, soketi into bench/soketi/node_modules. BENCH_ARGS="--quick" for a smoke run.
 .PHONY: bench
 bench: venv
-	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m pip install -q -e '.[local,dev,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
