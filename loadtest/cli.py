@@ -20,7 +20,7 @@ from rich.table import Table
 from loadtest.chat_driver import ChatDriver
 from loadtest.connections import MODES, pids_listening_on, raise_fd_limit, run_connections, url_ports
 from loadtest.report import print_summary, write_results
-from loadtest.runner import LoadConfig, SetupError, run_load
+from loadtest.runner import LoadConfig, SetupError, default_timeout, run_load
 from loadtest.urls import check_ws_url, require_loopback
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws"
@@ -29,6 +29,24 @@ DEFAULT_MESSAGES = 100
 
 class UsageError(Exception):
     """Bad arguments: exit code 2."""
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def seconds(text: str) -> float:
+    """``"90"``, ``"90s"``, ``"30m"``, ``"1.5h"``, ``"500ms"`` as seconds."""
+    value = text.strip().lower()
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if value.endswith(unit) and value[: -len(unit)].strip():
+            number, factor = value[: -len(unit)], _UNITS[unit]
+            break
+    else:
+        number, factor = value, 1.0
+    try:
+        return float(number) * factor
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds like 90, 90s, 30m or 1h, got {text!r}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,9 +58,11 @@ def parser() -> argparse.ArgumentParser:
                    "the window allows)")  # fmt: skip
     amount = p.add_mutually_exclusive_group()
     amount.add_argument("--messages", type=int, help=f"messages each user sends ({DEFAULT_MESSAGES})")
-    amount.add_argument("--duration", type=float, help="seconds to send for, instead of --messages")
-    p.add_argument("--timeout", type=float, default=600.0, help="hard deadline for the whole run, seconds (600)")
-    p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for the last deliveries (10)")
+    amount.add_argument("--duration", type=seconds, help="how long to send, instead of --messages: 90, 90s, 30m, "
+                        "1h; a --duration run also samples the servers and checks them for leaks")  # fmt: skip
+    p.add_argument("--timeout", type=seconds, help="hard deadline for the whole run (default: 600 s with --messages; "
+                   "with --duration, the duration plus room for setup, the last acks and the drain)")  # fmt: skip
+    p.add_argument("--drain", type=seconds, default=10.0, help="seconds to wait for the last deliveries (10)")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="directory for JSON and HTML results")
     p.add_argument("--run", default="default", help="users are named lt-<run>-<i> and reused across runs")
     p.add_argument("--padding", type=int, default=0, help="extra characters per message text (0)")
@@ -94,7 +114,9 @@ async def _load(args: argparse.Namespace, urls: tuple[str, ...], console: Consol
         rate=args.rate,
         messages=DEFAULT_MESSAGES if args.messages is None and args.duration is None else args.messages,
         duration=args.duration,
-        timeout=args.timeout,
+        timeout=args.timeout if args.timeout is not None else default_timeout(
+            users=args.users, duration=args.duration, drain=args.drain, request_timeout=args.request_timeout
+        ),
         drain=args.drain,
         allow_remote=args.allow_remote,
     )
