@@ -21,6 +21,7 @@ from loadtest.chat_driver import ChatDriver
 from loadtest.connections import MODES, pids_listening_on, raise_fd_limit, run_connections, url_ports
 from loadtest.report import print_summary, write_results
 from loadtest.runner import LoadConfig, SetupError, default_timeout, run_load
+from loadtest.servers import Sampler, given_processes, stack_processes
 from loadtest.urls import check_ws_url, require_loopback
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws"
@@ -69,6 +70,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--request-timeout", type=float, default=10.0, help="seconds to wait for one ack (10)")
     p.add_argument("--allow-remote", action="store_true", help="allow URLs that are not loopback")
     p.add_argument("--no-progress", action="store_true", help="no live progress")
+    servers = p.add_argument_group("server sampling and leak check (on with --duration or a given pid)")
+    servers.add_argument("--stack-pid", type=int, help="pid of the launcher (python -m devstack): sample all its "
+                         "server processes (loadtest.stack passes it)")  # fmt: skip
+    servers.add_argument("--server-pid", type=int, action="append", default=[], help="a server pid to "
+                         "sample, repeatable (default: the launcher's, else the URLs' listeners)")  # fmt: skip
+    servers.add_argument("--sample-every", type=seconds, help="seconds between samples (default: 5, less for runs "
+                         "under 200 s: a fortieth of the duration, at least 0.2)")  # fmt: skip
+    servers.add_argument("--warmup", type=seconds, help="samples before this are not judged for leaks (default: a "
+                         "fifth of the duration, at most 5 min)")  # fmt: skip
+    servers.add_argument("--no-leak-check", action="store_true", help="sample and chart, but never fail on growth")
     conns = p.add_argument_group("connections-only mode")
     conns.add_argument("--connections-only", type=int, metavar="M", help="open M idle connections, report "
                        "gateway memory per connection")  # fmt: skip
@@ -121,17 +132,45 @@ async def _load(args: argparse.Namespace, urls: tuple[str, ...], console: Consol
         allow_remote=args.allow_remote,
     )
     config.validate()
+    sampler = _sampler(args, urls)
     driver = ChatDriver(args.run, padding=args.padding, request_timeout=args.request_timeout)
+    if sampler is not None:
+        sampler.start()
     try:
         result = await run_load(driver, config, console=None if args.no_progress else console)
     except SetupError as error:
         console.print(f"chat-loadtest: {error}", highlight=False)
         return 1
+    finally:
+        if sampler is not None:
+            await sampler.stop()
     data = result.to_json()
+    leaks = False
+    if sampler is not None:
+        warmup = args.warmup if args.warmup is not None else min(300.0, (args.duration or 0.0) / 5)
+        data["servers"] = sampler.to_json(result.stats.start, warmup)
+        leaks = bool(data["servers"]["leaks"]) and not args.no_leak_check
+        data["ok"] = data["ok"] and not leaks
     print_summary(data, console)
     json_path, html_path = write_results(data, args.out)
     console.print(f"results: {json_path} {html_path}", highlight=False)
-    return 0 if result.ok() else 1
+    return 0 if result.ok() and not leaks else 1
+
+
+def _sampler(args: argparse.Namespace, urls: Sequence[str]) -> Sampler | None:
+    """Server sampling for this run: on with --duration or when pids are given."""
+    if args.duration is None and args.stack_pid is None and not args.server_pid:
+        return None
+    if args.stack_pid is not None:
+        if not psutil.pid_exists(args.stack_pid):
+            raise UsageError(f"--stack-pid: no process {args.stack_pid}")
+        processes = stack_processes(args.stack_pid)
+    else:
+        processes = given_processes(args.server_pid or pids_listening_on(url_ports(urls)))
+    if not processes:
+        return None
+    interval = args.sample_every or min(5.0, max(0.2, (args.duration or 200.0) / 40))
+    return Sampler(processes, interval)
 
 
 def _gateway_pids(args: argparse.Namespace, urls: Sequence[str]) -> list[int]:

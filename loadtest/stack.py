@@ -2,9 +2,10 @@
 
 Starts the backend with ``python -m devstack`` (``CHAT_GATEWAYS=2`` unless set otherwise; its
 output goes to ``<data dir>/logs/loadtest-stack.log``), waits until every gateway answers
-``/healthz``, runs ``chat-loadtest`` against all of them (unless ``--url`` is given), and always
+``/healthz``, runs ``chat-loadtest`` against all of them (unless ``--url`` is given) with
+``--stack-pid`` (so that every server process is sampled and checked for leaks), and always
 stops the stack again with SIGINT, whatever happened. Exits with ``chat-loadtest``'s code, or 1
-when the stack did not come up.
+when the stack did not come up. Ends by saying how to run the bigger shapes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ STARTUP_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
 _POLL_S = 0.2
 _LOG_TAIL_BYTES = 3000
+BIGGER_SHAPES = """\
+bigger shapes (docs/PERFORMANCE.md, README "Load testing"):
+  crowd:   python -m loadtest.stack -- --crowd 5000 --active 0.02 --stages 5
+  soak:    python -m loadtest.stack -- --users 200 --rate 400 --duration 30m
+  k6:      python -m loadtest.k6bin run -e URLS=ws://127.0.0.1:8000/ws,ws://127.0.0.1:8001/ws -e VUS=100 \\
+             loadtest/k6/chat.js   (against a running `make run` with CHAT_GATEWAYS=2)
+  memory:  python -m loadtest.stack -- --connections-only 10000
+  compare: make bench"""
 
 
 def _tail(path: Path) -> str:
@@ -97,10 +106,13 @@ def run(argv: Sequence[str]) -> int:
             return 1
         if not any(arg == "--url" or arg.startswith("--url=") for arg in args):
             args = [arg for port in ports for arg in ("--url", f"ws://{host}:{port}/ws")] + args
+        if "--stack-pid" not in args:
+            args += ["--stack-pid", str(process.pid)]
         return cli.run(args)
     finally:
         print("loadtest.stack: stopping the stack", flush=True)
         _stop(process)
+        print(BIGGER_SHAPES, flush=True)
 
 
 def main() -> None:
