@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.chat_driver import ChatDriver
-from loadtest.connections import MODES, pids_listening_on, raise_fd_limit, run_connections, url_ports
+from loadtest.connections import MODES, Measurement, pids_listening_on, raise_fd_limit, run_connections, url_ports
+from loadtest.fresh import CannotClone, measure_each_on_fresh_gateway
 from loadtest.report import print_summary, write_results
 from loadtest.runner import LoadConfig, SetupError, default_timeout, run_load
 from loadtest.servers import Sampler, given_processes, stack_processes
@@ -185,21 +186,41 @@ def _gateway_pids(args: argparse.Namespace, urls: Sequence[str]) -> list[int]:
     return pids
 
 
+async def _measure_connections(
+    args: argparse.Namespace, urls: tuple[str, ...], pids: list[int], console: Console
+) -> tuple[list[Measurement], list[list[int]]]:
+    """The measurements, and the gateway pids each was taken on."""
+    modes = list(MODES) if args.compression == "both" else [args.compression]
+    if len(modes) > 1:
+        # Each handshake on a gateway of its own: the second batch must not reuse the first's memory.
+        try:
+            fresh = await measure_each_on_fresh_gateway(
+                urls, pids[0], args.connections_only, modes=modes, run=args.run, hold=args.hold
+            )
+            return [m for m, _ in fresh], [[pid] for _, pid in fresh]
+        except CannotClone as error:
+            console.print(f"note: {error}; both handshakes measured on the same gateway(s), so the second may "
+                          "reuse memory the first freed (measure one --compression per fresh gateway)",
+                          highlight=False)  # fmt: skip
+    measurements = await run_connections(urls, args.connections_only, pids, modes=modes, run=args.run, hold=args.hold)
+    return measurements, [pids] * len(measurements)
+
+
 async def _connections(args: argparse.Namespace, urls: tuple[str, ...], console: Console) -> int:
     if args.connections_only < 1:
         raise UsageError("--connections-only must be at least 1")
     pids = _gateway_pids(args, urls)
     limit = raise_fd_limit()
-    modes = list(MODES) if args.compression == "both" else [args.compression]
-    measurements = await run_connections(urls, args.connections_only, pids, modes=modes, run=args.run, hold=args.hold)
-    table = Table(title=f"gateway memory per idle connection (pids {', '.join(map(str, pids))}, fd limit {limit})")
-    for column in ("handshake", "opened", "failed", "RSS before", "RSS after", "KiB/connection", "extensions"):
+    measurements, taken_on = await _measure_connections(args, urls, pids, console)
+    table = Table(title=f"gateway memory per idle connection (fd limit {limit})")
+    columns = ("handshake", "gateway pid", "opened", "failed", "RSS before", "RSS after", "KiB each", "extensions")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("handshake", "extensions") else "right")
-    for m in measurements:
+    for m, on in zip(measurements, taken_on, strict=True):
         per = m.per_connection
         table.add_row(
-            m.mode, str(m.opened), str(m.failed), f"{m.rss_before / 2**20:.1f} MiB", f"{m.rss_after / 2**20:.1f} MiB",
-            "-" if per is None else f"{per / 1024:.1f}", m.extensions or "(none)",
+            m.mode, ", ".join(map(str, on)), f"{m.opened:,}", f"{m.failed:,}", f"{m.rss_before / 2**20:.1f} MiB",
+            f"{m.rss_after / 2**20:.1f} MiB", "-" if per is None else f"{per / 1024:.1f}", m.extensions or "(none)",
         )  # fmt: skip
     console.print(table)
     for m in measurements:
@@ -207,7 +228,12 @@ async def _connections(args: argparse.Namespace, urls: tuple[str, ...], console:
             console.print(f"{m.mode}: {n} connection(s) failed: {reason}", highlight=False)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "connections.json"
-    data = {"urls": list(urls), "gateway_pids": pids, "measurements": [m.to_json() for m in measurements]}
+    data = {
+        "urls": list(urls),
+        "gateway_pids": pids,
+        "fresh_gateway_per_handshake": taken_on != [pids] * len(taken_on),
+        "measurements": [{**m.to_json(), "gateway_pids": on} for m, on in zip(measurements, taken_on, strict=True)],
+    }
     path.write_text(json.dumps(data, indent=2) + "\n")
     console.print(f"results: {path}", highlight=False)
     return 0 if all(m.failed == 0 for m in measurements) else 1
