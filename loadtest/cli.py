@@ -19,6 +19,7 @@ from rich.table import Table
 
 from loadtest.chat_driver import ChatDriver
 from loadtest.connections import MODES, Measurement, pids_listening_on, raise_fd_limit, run_connections, url_ports
+from loadtest.crowd import CrowdConfig, run_crowd
 from loadtest.fresh import CannotClone, measure_each_on_fresh_gateway
 from loadtest.report import print_summary, write_results
 from loadtest.runner import LoadConfig, SetupError, default_timeout, run_load
@@ -81,6 +82,13 @@ def parser() -> argparse.ArgumentParser:
     servers.add_argument("--warmup", type=seconds, help="samples before this are not judged for leaks (default: a "
                          "fifth of the duration, at most 5 min)")  # fmt: skip
     servers.add_argument("--no-leak-check", action="store_true", help="sample and chart, but never fail on growth")
+    crowd = p.add_argument_group("crowd mode: many connected, few talking")
+    crowd.add_argument("--crowd", type=int, metavar="N", help="N connected users in all, ramped in stages")
+    crowd.add_argument("--active", type=float, default=0.02, help="fraction of them talking, in pairs (0.02)")
+    crowd.add_argument("--talk-every", type=seconds, default=10.0, help="mean seconds between a talker's "
+                       "messages (10)")  # fmt: skip
+    crowd.add_argument("--stages", type=int, default=4, help="ramp stages (4)")
+    crowd.add_argument("--stage-hold", type=seconds, default=20.0, help="seconds measured at each stage (20)")
     conns = p.add_argument_group("connections-only mode")
     conns.add_argument("--connections-only", type=int, metavar="M", help="open M idle connections, report "
                        "gateway memory per connection")  # fmt: skip
@@ -110,6 +118,8 @@ def run(argv: Sequence[str] | None = None, *, console: Console | None = None) ->
         require_loopback(urls, allow_remote=args.allow_remote)
         if args.connections_only is not None:
             return asyncio.run(_connections(args, urls, console))
+        if args.crowd is not None:
+            return asyncio.run(_crowd(args, urls, console))
         return asyncio.run(_load(args, urls, console))
     except (UsageError, ValueError) as error:
         console.print(f"chat-loadtest: error: {error}", highlight=False)
@@ -158,9 +168,23 @@ async def _load(args: argparse.Namespace, urls: tuple[str, ...], console: Consol
     return 0 if result.ok() and not leaks else 1
 
 
-def _sampler(args: argparse.Namespace, urls: Sequence[str]) -> Sampler | None:
+async def _crowd(args: argparse.Namespace, urls: tuple[str, ...], console: Console) -> int:
+    config = CrowdConfig(
+        urls=urls, connected=args.crowd, active=args.active, talk_every=args.talk_every, stages=args.stages,
+        stage_hold=args.stage_hold, drain=args.drain, run=args.run,
+    )  # fmt: skip
+    config.validate()
+    raise_fd_limit()
+    data = await run_crowd(config, _sampler(args, urls, always=True), None if args.no_progress else console)
+    print_summary(data, console)
+    json_path, html_path = write_results(data, args.out)
+    console.print(f"results: {json_path} {html_path}", highlight=False)
+    return 0 if data["ok"] else 1
+
+
+def _sampler(args: argparse.Namespace, urls: Sequence[str], *, always: bool = False) -> Sampler | None:
     """Server sampling for this run: on with --duration or when pids are given."""
-    if args.duration is None and args.stack_pid is None and not args.server_pid:
+    if not always and args.duration is None and args.stack_pid is None and not args.server_pid:
         return None
     if args.stack_pid is not None:
         if not psutil.pid_exists(args.stack_pid):

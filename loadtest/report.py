@@ -90,6 +90,11 @@ def verdict(result: dict[str, Any]) -> str:
 
 def describe_shape(result: dict[str, Any]) -> str:
     config = result["config"]
+    if config.get("mode") == "crowd":
+        return (f"{config['connected']:,} connected users on {len(config['urls'])} gateway URL(s), "
+                f"{config['users']:,} of them talking in pairs (one message every {config['talk_every']:g} s each on "
+                f"average); idle users ramped in {config['stages']} stage(s) held {config['stage_hold']:g} s each; "
+                f"drain {duration(config['drain'])}.")  # fmt: skip
     pace = (f"{config['rate']:g} messages/s in total (open loop)" if config.get("rate")
             else f"up to {config['window']} un-acknowledged messages per user (closed loop)")  # fmt: skip
     amount = (f"{config['messages']:,} messages per user" if config.get("messages")

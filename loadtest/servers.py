@@ -63,6 +63,8 @@ class Tracked:
     pid: int
     group: bool = False  # sum over the process and its children (postgres)
     samples: list[dict[str, float]] = field(default_factory=list)
+    #: RSS (bytes) at the latest :meth:`sample`, the first included.
+    rss: float = 0.0
     _last_cpu: tuple[float, float] | None = None
 
     def _processes(self) -> list[psutil.Process]:
@@ -79,6 +81,7 @@ class Tracked:
                     fds += process.num_fds()
                     times = process.cpu_times()
                     cpu += times.user + times.system
+        self.rss = float(rss)
         last, self._last_cpu = self._last_cpu, (now, cpu)
         percent = 0.0 if last is None or now <= last[0] else max(0.0, (cpu - last[1]) / (now - last[0]) * 100.0)
         if last is not None:
@@ -162,21 +165,29 @@ class Sampler:
         rss = sum(p.samples[-1]["rss_bytes"] for p in self.processes if p.samples)
         return rss, sum(p.cpu_seconds for p in self.processes)
 
-    def to_json(self, origin: float, warmup_s: float, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    def to_json(
+        self, origin: float, warmup_s: float, limits: Limits = DEFAULT_LIMITS, *, judged_why_not: str = ""
+    ) -> dict[str, Any]:
+        """The samples from ``origin`` on, and each process's trend; with ``judged_why_not``, no
+        process is judged for leaks (a crowd's ramp grows them by design) and that is the note."""
         processes: list[dict[str, Any]] = []
         for process in self.processes:
             samples = [{**s, "t": round(s["t"] - origin, 3)} for s in process.samples if s["t"] >= origin]
             if not samples:
                 continue
             cpu = [s["cpu_percent"] for s in samples]
+            trend = _trend(process.name, samples, warmup_s, limits)
+            if judged_why_not:
+                trend.update(verdict="not judged", reason=judged_why_not)
             processes.append({
                 "name": process.name, "pid": process.pid, "samples": samples,
-                "cpu_mean_percent": round(sum(cpu) / len(cpu), 2), "trend": _trend(process.name, samples, warmup_s,
-                                                                                   limits),
+                "cpu_mean_percent": round(sum(cpu) / len(cpu), 2), "trend": trend,
             })  # fmt: skip
         leaks = [p["name"] for p in processes if p["trend"]["verdict"] == "growing"]
         judged = [p for p in processes if p["trend"]["verdict"] in ("steady", "growing")]
-        if leaks:
+        if judged_why_not:
+            note = f"leak check: not done: {judged_why_not}"
+        elif leaks:
             note = "leak check: " + "; ".join(f"{p['name']}: {p['trend']['reason']}" for p in processes
                                               if p["name"] in leaks)  # fmt: skip
         elif judged:

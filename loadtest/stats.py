@@ -234,6 +234,8 @@ class RunStats:
         self._outstanding = 0  # acked, not received yet
         #: Open connections, as last told by :meth:`on_connections`.
         self.connections = 0
+        #: When set, end-to-end latencies are also recorded here (a stage of a crowd run).
+        self.window: Histogram | None = None
 
     @property
     def start(self) -> float:
@@ -283,6 +285,8 @@ class RunStats:
             self._outstanding -= 1
         latency = now - sent_at
         self.end_to_end.record(latency)
+        if self.window is not None:
+            self.window.record(latency)
         self.last_event = max(self.last_event, now)
         bucket = self._series.at(now)
         bucket.delivered += 1
