@@ -122,26 +122,37 @@ def _distribution(axis: Axes, points: Sequence[dict[str, float]]) -> None:
 
 
 def servers_figure(servers: dict[str, Any]) -> Figure:
-    """Each server process's RSS, CPU and open files over time; warm-up shaded."""
+    """Each server process's RSS, CPU and open files over time, the services on the left and the
+    data stores (whose scale would flatten them) on the right; warm-up shaded."""
+    from loadtest.servers import DATA_STORES
+
+    processes = servers.get("processes", [])
+    columns = [
+        ("services", [p for p in processes if p["name"] not in DATA_STORES]),
+        ("data stores (not judged)", [p for p in processes if p["name"] in DATA_STORES]),
+    ]
+    columns = [column for column in columns if column[1]]
     figure = _figure(9.0)
-    axes = figure.subplots(3, 1, sharex=True)
+    axes = figure.subplots(3, len(columns), sharex=True, squeeze=False)
     warmup = float(servers.get("warmup_s", 0.0))
-    for process in servers.get("processes", []):
-        samples = process["samples"]
-        t = [s["t"] for s in samples]
-        axes[0].plot(t, [s["rss_bytes"] / 2**20 for s in samples], label=process["name"], linewidth=1)
-        axes[1].plot(t, [s["cpu_percent"] for s in samples], label=process["name"], linewidth=1)
-        axes[2].plot(t, [s["fds"] for s in samples], label=process["name"], linewidth=1)
-    for axis, label in zip(axes, ("resident memory (MiB)", "CPU (% of one core)", "open file descriptors"),
-                           strict=True):  # fmt: skip
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-        axis.set_ylim(bottom=0)
-        if warmup > 0:
-            axis.axvspan(0, warmup, color="0.9", zorder=0)
-    axes[0].set_title("server processes over time (grey: warm-up, not judged for leaks)")
-    axes[0].legend(loc="upper left", fontsize="small", ncols=3)
-    axes[2].set_xlabel("time since sampling started (s)")
+    rows = (("rss_bytes", "resident memory (MiB)", 1 / 2**20), ("cpu_percent", "CPU (% of one core)", 1.0),
+            ("fds", "open file descriptors", 1.0))  # fmt: skip
+    for col, (title, group) in enumerate(columns):
+        for row, (key, label, scale) in enumerate(rows):
+            axis = axes[row][col]
+            for process in group:
+                samples = process["samples"]
+                axis.plot([s["t"] for s in samples], [s[key] * scale for s in samples], label=process["name"],
+                          linewidth=1)  # fmt: skip
+            axis.set_ylabel(label)
+            axis.grid(alpha=0.3)
+            axis.set_ylim(bottom=0)
+            if warmup > 0:
+                axis.axvspan(0, warmup, color="0.9", zorder=0)
+        axes[0][col].set_title(title)
+        axes[0][col].legend(loc="lower right", fontsize="small", ncols=2)
+        axes[-1][col].set_xlabel("time since sampling started (s)")
+    figure.suptitle("server processes over time" + (" (grey: warm-up, not judged for leaks)" if warmup else ""))
     return figure
 
 
