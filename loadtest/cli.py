@@ -219,7 +219,8 @@ async def _measure_connections(
         # Each handshake on a gateway of its own: the second batch must not reuse the first's memory.
         try:
             fresh = await measure_each_on_fresh_gateway(
-                urls, pids[0], args.connections_only, modes=modes, run=args.run, hold=args.hold
+                urls, pids[0], args.connections_only, modes=modes, run=args.run, hold=args.hold,
+                say=lambda line: console.print(line, highlight=False),
             )
             return [m for m, _ in fresh], [[pid] for _, pid in fresh]
         except CannotClone as error:

@@ -10,8 +10,10 @@ delivered while it held, and the server processes' resident memory and CPU, per 
 Idle users log in with ``auth`` and a token of one of :data:`IDLE_ACCOUNTS` accounts that nobody
 writes to (a password login each would make the ramp measure argon2, and a message to an idle
 account would fan out to all of its connections): to the gateway each is a logged-in connection
-like any other. Per-user figures are marginal: (RSS at the stage - RSS before the first
-connection) / connected users, and CPU during the hold / connected users.
+like any other. Memory per user is marginal: (RSS of the gateways and services at the stage -
+their RSS once the talkers were logged in) / idle users connected since, so the auth service's
+one-off password-hashing memory and the talkers' own are left out; CPU per user is the
+gateways' and services' CPU during the hold / connected users.
 """
 
 from __future__ import annotations
@@ -179,12 +181,12 @@ class Crowd:
         config = self.config
         started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         began = self.began = time.monotonic()
-        rss_base, _ = self._servers()
         self._say(f"crowd: logging in {config.talkers} talkers and {IDLE_ACCOUNTS} idle accounts")
         self.phase = "setup"
         await self.driver.setup(config.talkers, list(config.urls))
         tokens = await fetch_tokens(config.urls, f"{config.run}-idle", IDLE_ACCOUNTS)
         await self.driver.start_receiving(self.stats.on_receive)
+        rss_base, _ = self._servers()
         setup_s = time.monotonic() - began
         self.stats.start = self.stats.last_event = time.monotonic()
         self.stats.on_connections(self.connected, time.monotonic())
@@ -210,6 +212,7 @@ class Crowd:
 
     async def _hold(self, stage: int, ramp_s: float, rss_base: float) -> dict[str, Any]:
         connected = self._recount()
+        idle = self._idle_open
         self.phase = f"stage {stage}/{self.config.stages}"
         self._say(f"crowd: stage {stage}/{self.config.stages}: {connected:,} connected (ramp {ramp_s:.1f} s), "
                   f"holding {self.config.stage_hold:g} s")  # fmt: skip
@@ -226,7 +229,7 @@ class Crowd:
             "stage": stage, "connected": connected, "talking": self.config.talkers, "ramp_s": round(ramp_s, 2),
             "latency_ms": window.summary(), "delivered": self.stats.delivered - delivered_before,
             "servers_rss_bytes": round(rss), "servers_cpu_percent": round(cpu_percent, 1),
-            "rss_per_user_bytes": round((rss - rss_base) / connected) if connected else 0,
+            "rss_per_user_bytes": round((rss - rss_base) / idle) if idle else 0,
             "cpu_per_user_us_per_s": round(cpu_percent / 100.0 * 1e6 / connected, 2) if connected else 0.0,
         }  # fmt: skip
 

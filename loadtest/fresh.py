@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psutil
@@ -86,7 +86,8 @@ def start_like(pid: int, name: str) -> FreshGateway:
 
 
 async def measure_each_on_fresh_gateway(
-    urls: Sequence[str], template_pid: int, count: int, *, modes: Sequence[str], run: str, hold: float
+    urls: Sequence[str], template_pid: int, count: int, *, modes: Sequence[str], run: str, hold: float,
+    say: Callable[[str], None] = lambda line: None,
 ) -> list[tuple[Measurement, int]]:
     """One :class:`Measurement` per mode, each on a new copy of gateway ``template_pid`` (stopped
     after it), with the pid it was taken on. Raises :class:`CannotClone` before measuring
@@ -96,6 +97,7 @@ async def measure_each_on_fresh_gateway(
     results: list[tuple[Measurement, int]] = []
     for mode in modes:
         gateway = await asyncio.to_thread(start_like, template_pid, mode)
+        say(f"{mode}: opening {count:,} connections to a fresh gateway (pid {gateway.pid}, copy of {template_pid})")
         try:
             results.append((await measure([gateway.url], tokens, count, mode, [gateway.pid], hold=hold), gateway.pid))
         finally:

@@ -203,7 +203,7 @@ def _extra_tables(result: dict[str, Any]) -> Iterable[tuple[str, Sequence[str], 
     if crowd:
         header: tuple[str, ...] = (
             "stage", "connected", "talking", "ramp", "e2e p50", "e2e p99", "delivered", "server RSS", "server CPU",
-            "RSS per connected user", "CPU per connected user",
+            "RSS per idle user added", "CPU per connected user",
         )  # fmt: skip
         rows = []
         for stage in crowd["stages"]:
