@@ -1,7 +1,10 @@
-"""``chat-loadtest``: load-test the chat backend, or measure memory per idle connection.
+"""``chat-loadtest``: load-test the chat backend (closed or open loop, for a number of messages
+or a duration, which also samples the servers and checks them for leaks), run a crowd of mostly
+idle users (``--crowd``), or measure memory per idle connection (``--connections-only``).
 
-Exit codes: 0 success; 1 a message was lost, duplicated or misrouted, a request failed, the hard
-deadline passed, or setup failed; 2 bad arguments (a non-loopback URL without --allow-remote).
+Exit codes: 0 success; 1 a message was lost, duplicated or misrouted, a request failed, a service
+kept growing after warm-up, the hard deadline passed, or setup failed; 2 bad arguments (a
+non-loopback URL without --allow-remote).
 """
 
 from __future__ import annotations
