@@ -178,7 +178,11 @@ async def _crowd(args: argparse.Namespace, urls: tuple[str, ...], console: Conso
     )  # fmt: skip
     config.validate()
     raise_fd_limit()
-    data = await run_crowd(config, _sampler(args, urls, always=True), None if args.no_progress else console)
+    try:
+        data = await run_crowd(config, _sampler(args, urls, always=True), None if args.no_progress else console)
+    except SetupError as error:
+        console.print(f"chat-loadtest: {error}", highlight=False)
+        return 1
     print_summary(data, console)
     json_path, html_path = write_results(data, args.out)
     console.print(f"results: {json_path} {html_path}", highlight=False)

@@ -34,6 +34,7 @@ from loadtest.chat_driver import ChatDriver
 from loadtest.connections import fetch_tokens
 from loadtest.driver import SendError, message_key, url_of
 from loadtest.progress import Snapshot, show_progress
+from loadtest.runner import SetupError
 from loadtest.servers import DATA_STORES, Sampler
 from loadtest.stats import Histogram, RunStats
 
@@ -183,8 +184,12 @@ class Crowd:
         began = self.began = time.monotonic()
         self._say(f"crowd: logging in {config.talkers} talkers and {IDLE_ACCOUNTS} idle accounts")
         self.phase = "setup"
-        await self.driver.setup(config.talkers, list(config.urls))
-        tokens = await fetch_tokens(config.urls, f"{config.run}-idle", IDLE_ACCOUNTS)
+        try:
+            await self.driver.setup(config.talkers, list(config.urls))
+            tokens = await fetch_tokens(config.urls, f"{config.run}-idle", IDLE_ACCOUNTS)
+        except Exception as error:
+            await self._close()
+            raise SetupError(f"logging in {config.talkers} talkers and the idle accounts failed: {error!r}") from error
         await self.driver.start_receiving(self.stats.on_receive)
         rss_base, _ = self._servers()
         setup_s = time.monotonic() - began

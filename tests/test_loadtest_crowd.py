@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from devstack.embedded import free_port
 from loadtest import cli
 from loadtest.crowd import CrowdConfig
 from tests.harness import Stack
@@ -55,3 +57,13 @@ async def test_crowd_ramps_in_stages_and_delivers_every_message(stack: Stack, tm
     assert max(row["connections"] or 0 for row in data["series"]) == 60
     assert data["servers"]["processes"] and data["servers"]["leaks"] == []
     assert "Crowd stages" in page and "Passed" in page
+
+
+def test_crowd_against_no_server_fails_with_a_message(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    console = Console(record=True, width=140)
+    code = cli.run(["--url", f"ws://127.0.0.1:{port}/ws", "--crowd", "10", "--no-progress", "--out", str(tmp_path)],
+                   console=console)  # fmt: skip
+    assert code == 1
+    assert "logging in 2 talkers and the idle accounts failed" in console.export_text()
+    assert list(tmp_path.iterdir()) == []
