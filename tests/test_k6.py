@@ -49,7 +49,7 @@ def counter(summary: dict[str, Any], name: str) -> int:
     return int(summary["metrics"][name]["count"])
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 async def test_k6_scenario_passes_and_counts_every_message(stack: Stack, tmp_path: Path) -> None:
     code, summary, output = await run_k6(stack, tmp_path)
     assert code == 0, output
@@ -64,7 +64,7 @@ async def test_k6_scenario_passes_and_counts_every_message(stack: Stack, tmp_pat
     assert summary["metrics"]["chat_e2e_latency"]["thresholds"] == {"p(99)<1000": False}  # False: not crossed
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 async def test_k6_threshold_on_p99_fails_the_run(stack: Stack, tmp_path: Path) -> None:
     # No delivery takes less than a microsecond: the p99 threshold must fail, and only it.
     code, summary, output = await run_k6(stack, tmp_path, P99_MS="0.001")

@@ -46,7 +46,7 @@ def read(out: Path) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_each_handshake_is_measured_on_a_fresh_gateway(
     gateway_process: tuple[subprocess.Popen[bytes], str], tmp_path: Path
 ) -> None:
@@ -67,7 +67,7 @@ async def test_each_handshake_is_measured_on_a_fresh_gateway(
     assert template.poll() is None
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_a_gateway_that_cannot_be_copied_is_measured_in_place(stack: Stack, tmp_path: Path) -> None:
     # The in-process gateways live in the test process, which is no `python -m gateway`.
     args = ["--url", stack.gateway_urls[0], "--gateway-pid", str(os.getpid()), "--connections-only", "20",

@@ -33,7 +33,7 @@ def test_talkers_are_an_even_share_of_the_crowd() -> None:
         CrowdConfig(urls, connected=1).validate()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_crowd_ramps_in_stages_and_delivers_every_message(stack: Stack, tmp_path: Path) -> None:
     args = [arg for url in stack.gateway_urls for arg in ("--url", url)]
     args += ["--crowd", "60", "--active", "0.1", "--talk-every", "0.1", "--stages", "3", "--stage-hold", "1",

@@ -175,7 +175,7 @@ def read_result(out: Path) -> tuple[Path, dict[str, Any]]:
     return path, json.loads(path.read_text())
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 async def test_cli_duration_run_samples_the_servers(stack: Stack, tmp_path: Path) -> None:
     args = [arg for url in stack.gateway_urls for arg in ("--url", url)]
     args += ["--users", "4", "--rate", "40", "--duration", "2s", "--drain", "5", "--run", "soak", "--no-progress",
