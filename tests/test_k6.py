@@ -36,7 +36,7 @@ async def run_k6(stack: Stack, tmp_path: Path, **env: str) -> tuple[int, dict[st
         env={**os.environ, "K6_NO_USAGE_REPORT": "true"},
     )  # fmt: skip
     try:
-        output, _ = await asyncio.wait_for(process.communicate(), 100)
+        output, _ = await asyncio.wait_for(process.communicate(), 200)
     finally:
         if process.returncode is None:
             process.kill()
