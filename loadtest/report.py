@@ -221,9 +221,11 @@ def _extra_tables(result: dict[str, Any]) -> Iterable[tuple[str, Sequence[str], 
         rows = []
         for process in servers["processes"]:
             samples, trend = process["samples"], process["trend"]
+            judged = trend["verdict"] != "not judged"
             rows.append([
                 process["name"], str(process["pid"]), mib(samples[0]["rss_bytes"]), mib(samples[-1]["rss_bytes"]),
-                _per_hour(trend.get("rss_bytes_per_h"), mib), _per_hour(trend.get("fds_per_h"), lambda v: f"{v:+.1f}"),
+                _per_hour(trend.get("rss_bytes_per_h") if judged else None, mib),
+                _per_hour(trend.get("fds_per_h") if judged else None, lambda v: f"{v:+.1f}"),
                 f"{process['cpu_mean_percent']:.1f} %", trend["verdict"],
             ])  # fmt: skip
         yield "server processes (trend after warm-up, Theil-Sen slope per hour)", header, rows
@@ -262,7 +264,7 @@ def render_html(result: dict[str, Any], figures_svg: Sequence[str] = ()) -> str:
             ("code", "count", "first message"),
             ([code, f"{n:,}", examples.get(code, "")] for code, n in summary["errors"].items()),
         )
-    extra = "".join(f"<h2>{html.escape(t.capitalize())}</h2>{_table(h, r)}" for t, h, r in _extra_tables(result))
+    extra = "".join(f"<h2>{html.escape(t[:1].upper() + t[1:])}</h2>{_table(h, r)}" for t, h, r in _extra_tables(result))
     notes = "".join(f"<p>{html.escape(note)}</p>" for note in _notes(result))
     figures = "\n".join(figures_svg) or (
         "<p>No charts: matplotlib is not installed (<code>pip install -e '.[loadtest]'</code>).</p>"
