@@ -95,6 +95,8 @@ def run(argv: Sequence[str]) -> int:
     args = list(argv[1:] if argv[:1] == ["--"] else argv)
     environ = dict(os.environ)
     environ.setdefault(env_name("gateways"), "2")
+    # A data directory of its own: never the one a `make run` beside it holds (devstack/lock.py).
+    environ.setdefault(env_name("data_dir"), str(Path(".chat") / "loadtest"))
     settings = Settings.from_env(environ)
     host, ports = client_host(settings.host), gateway_ports(settings)
     busy = [port for port in ports if _listening(host, port)]
