@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -14,18 +13,11 @@ import pytest
 import redis.asyncio
 
 from chatkit.settings import Settings
-from devstack.embedded import EmbeddedServer, start_postgres, start_valkey
-from tests.harness import Stack, start_stack
+from devstack.embedded import start_postgres, start_valkey
+from tests.support.servers import Servers
+from tests.support.stack import Stack, start_stack
 
 _databases = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class Servers:
-    redis_url: str
-    database_url: str
-    valkey: EmbeddedServer | None = None
-    postgres: EmbeddedServer | None = None
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ import redis.asyncio
 from chatkit import keys
 from chatkit.dialogs import DialogKey
 from tests.chaos_client import Participant
-from tests.messages import message, publish
-from tests.processes import ProcessStack
+from tests.support.processes import ProcessStack
+from tests.support.stream_messages import message, publish
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -22,7 +22,7 @@ from loadtest.report import write_results
 from loadtest.runner import LoadConfig, run_load
 from loadtest.stats import RELATIVE_ERROR, Histogram, RunStats
 from loadtest.urls import RemoteURLError, is_loopback, require_loopback
-from tests.harness import Stack
+from tests.support.stack import Stack
 
 SUMMARY_KEYS = {
     "elapsed_s", "sent", "acked", "delivered", "lost", "duplicated", "misrouted", "unexpected", "errors",

@@ -8,25 +8,20 @@ import pytest
 
 from chat_client.client import Frame
 from chatkit.wire import ANONYMOUS_FRAME_TYPES, CLIENT_FRAME_TYPES
-from tests.harness import Stack
-from tests.protocol_support import (
-    PASSWORD,
-    assert_alive,
-    device,
-    expect_error,
-    expect_push_error,
-    new_user,
-    uid,
-)
+from tests.support.dialogs import id_of
+from tests.support.protocol import assert_alive, expect_error, expect_push_error
+from tests.support.stack import Stack
+from tests.support.users import PASSWORD, device, new_user, uid
 
 # A valid frame of each type that needs a logged-in connection.
+SOME_DIALOG = id_of(1, 2)
 AUTHENTICATED_FRAMES: dict[str, Frame] = {
     "rename": {"type": "rename", "username": "someone"},
     "open_dialog": {"type": "open_dialog", "username": "someone"},
     "dialogs": {"type": "dialogs"},
-    "send": {"type": "send", "dialog_id": "1_2", "text": "hi", "client_msg_id": "c1"},
-    "history": {"type": "history", "dialog_id": "1_2"},
-    "sync": {"type": "sync", "dialogs": {"1_2": 0}},
+    "send": {"type": "send", "dialog_id": SOME_DIALOG, "text": "hi", "client_msg_id": "c1"},
+    "history": {"type": "history", "dialog_id": SOME_DIALOG},
+    "sync": {"type": "sync", "dialogs": {SOME_DIALOG: 0}},
 }
 
 

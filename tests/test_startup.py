@@ -8,8 +8,9 @@ import asyncio
 
 from chatkit import wire
 from chatkit.settings import Settings
-from tests.broker import Broker, running
-from tests.tcp_proxy import TcpProxy
+from tests.support.fake_gateway import FakeGateway
+from tests.support.stack import running
+from tests.support.tcp_proxy import TcpProxy
 
 
 async def test_auth_service_waits_for_postgres_then_serves(settings: Settings) -> None:
@@ -22,12 +23,12 @@ async def test_auth_service_waits_for_postgres_then_serves(settings: Settings) -
     try:
         async with (
             running(serve, settings.with_overrides(database_url=url)) as task,
-            Broker.open(settings.redis_url) as broker,
+            FakeGateway.open(settings.redis_url) as gateway,
         ):
             await asyncio.sleep(1.5)  # several backoff rounds
             assert not task.done(), "the service gave up while PostgreSQL was away"
             await proxy.start()
-            _, frame = await broker.call(
+            _, frame = await gateway.call(
                 wire.Register(username="patient", email="patient@example.org", password="long enough"),
                 timeout=30,
             )

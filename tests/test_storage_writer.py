@@ -20,8 +20,8 @@ from storage_worker import sql
 from storage_worker.batch import DialogBatch, group
 from storage_worker.held import may_turn_row_triggers_off
 from storage_worker.writer import Writer, arguments, is_outage
-from tests.messages import encode, message
-from tests.tcp_proxy import TcpProxy
+from tests.support.stream_messages import encode, message
+from tests.support.tcp_proxy import TcpProxy
 
 GHOST = 999
 

@@ -7,13 +7,13 @@ import asyncio
 from typing import Any
 
 from chat_client import ServerError
-from tests.harness import Stack
-from tests.test_cross_gateway import PASSWORD, make_user
+from tests.support.stack import Stack
+from tests.support.users import PASSWORD, new_user
 
 
 async def test_sync_returns_missed_messages_then_live(stack: Stack) -> None:
-    alice = await make_user(stack, "alice", 0)
-    bob = await make_user(stack, "bob", 1)
+    alice = await new_user(stack, "alice", 0)
+    bob = await new_user(stack, "bob", 1)
     dialog = await alice.open_dialog("bob")
     await bob.close()
     sent = [await alice.send(dialog["id"], f"m{n}") for n in range(5)]
@@ -41,9 +41,9 @@ async def test_sync_returns_missed_messages_then_live(stack: Stack) -> None:
 
 
 async def test_sync_of_a_dialog_not_yours_is_refused(stack: Stack) -> None:
-    alice = await make_user(stack, "alice")
-    await make_user(stack, "bob")
-    await make_user(stack, "carol")
+    alice = await new_user(stack, "alice")
+    await new_user(stack, "bob")
+    await new_user(stack, "carol")
     carol = await stack.client(1)
     await carol.login("carol", PASSWORD)
     dialog = await alice.open_dialog("bob")
@@ -58,8 +58,8 @@ async def test_sync_of_a_dialog_not_yours_is_refused(stack: Stack) -> None:
 
 
 async def test_sync_during_a_stream_of_messages_has_no_gap_or_duplicate(stack: Stack) -> None:
-    alice = await make_user(stack, "alice", 0)
-    await make_user(stack, "bob", 1)
+    alice = await new_user(stack, "alice", 0)
+    await new_user(stack, "bob", 1)
     dialog = await alice.open_dialog("bob")
     total = 300
 
@@ -96,8 +96,8 @@ async def test_sync_during_a_stream_of_messages_has_no_gap_or_duplicate(stack: S
 async def test_sync_pages_with_more(stack: Stack) -> None:
     from chat_service import handlers
 
-    alice = await make_user(stack, "alice")
-    await make_user(stack, "bob")
+    alice = await new_user(stack, "alice")
+    await new_user(stack, "bob")
     dialog = await alice.open_dialog("bob")
     for n in range(handlers.SYNC_MAX_MESSAGES + 20):
         await alice.send(dialog["id"], f"m{n}")

@@ -1,12 +1,13 @@
 """The stack under test, in this process: every service as an asyncio task, the gateways as
-uvicorn servers on free ports, all on real Redis and PostgreSQL."""
+uvicorn servers on free ports, all on real Redis and PostgreSQL; and ``running``, one service
+as a task for the length of a block."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ import uvicorn
 from chat_client import ChatClient
 from chatkit.settings import Settings
 from devstack.embedded import free_port
+from tests.support.polling import wait_until
 
 ServeFn = Callable[[Settings], Coroutine[Any, Any, None]]
 
@@ -52,16 +54,12 @@ class Stack:
         # The test's own event loop runs the server, so leave the loop choice to it.
         server = build_server(settings, loop="none")
         task = asyncio.create_task(server.serve(), name=name)
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        if not server.started:
-            if task.done():
-                task.result()
-            raise RuntimeError(f"gateway {name} did not start")
         self.servers[name] = server
         self.tasks[name] = task
+        await wait_until(lambda: server.started or task.done(), what=f"gateway {name} to start")
+        if not server.started:
+            task.result()
+            raise RuntimeError(f"gateway {name} stopped before it started")
         url = f"ws://127.0.0.1:{port}/ws"
         self.gateway_urls.append(url)
         return url
@@ -78,12 +76,15 @@ class Stack:
         return client
 
     async def stop(self) -> None:
-        for client in self.clients:
-            await client.close()
-        for name in list(self.servers):
-            await self.stop_gateway(name)
-        for name in list(self.tasks):
-            await self.stop_service(name)
+        """Close every client, then stop every gateway and service, whatever fails on the way."""
+        async with contextlib.AsyncExitStack() as cleanup:
+            for name in list(self.tasks):
+                if name not in self.servers:
+                    cleanup.push_async_callback(self.stop_service, name)
+            for name in list(self.servers):
+                cleanup.push_async_callback(self.stop_gateway, name)
+            for client in self.clients:
+                cleanup.push_async_callback(client.close)
 
 
 async def start_stack(settings: Settings, *, gateways: int = 2, chat_replicas: int = 1) -> Stack:
@@ -92,10 +93,34 @@ async def start_stack(settings: Settings, *, gateways: int = 2, chat_replicas: i
     from storage_worker.service import serve as serve_storage
 
     stack = Stack(settings)
-    stack.start_service("auth_service", serve_auth)
-    for n in range(chat_replicas):
-        stack.start_service(f"chat_service-{n + 1}", serve_chat)
-    stack.start_service("storage_worker", serve_storage)
-    for n in range(gateways):
-        await stack.start_gateway(f"gateway-{n + 1}")
+    try:
+        stack.start_service("auth_service", serve_auth)
+        for n in range(chat_replicas):
+            stack.start_service(f"chat_service-{n + 1}", serve_chat)
+        stack.start_service("storage_worker", serve_storage)
+        for n in range(gateways):
+            await stack.start_gateway(f"gateway-{n + 1}")
+    except BaseException:
+        # No fixture holds the stack yet: stop what did start, or its tasks outlive the test.
+        await stack.stop()
+        raise
     return stack
+
+
+@contextlib.asynccontextmanager
+async def running(
+    serve: Callable[[Settings], Awaitable[None]], settings: Settings, name: str | None = None
+) -> AsyncIterator[asyncio.Task[None]]:
+    """A service as a task (named ``name`` if given) for the block; cancelled at the end, and its
+    failure (other than the cancellation) raised."""
+    task = asyncio.create_task(_as_coroutine(serve(settings)), name=name)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _as_coroutine(awaitable: Awaitable[None]) -> None:
+    await awaitable

@@ -13,7 +13,7 @@ import redis.asyncio
 from chatkit.settings import Settings
 from gateway.broker import Delivery, Resubscribed
 from gateway.broker_redis import PROBE_SECONDS, RedisBroker
-from tests.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
