@@ -80,6 +80,7 @@ async def test_a_killed_subscription_is_noticed_and_restored(
         await broker.disconnect()
 
 
+@pytest.mark.slow
 async def test_a_silent_link_is_noticed_by_its_probe(settings: Settings, publisher: redis.asyncio.Redis) -> None:
     proxy = TcpProxy.for_url(settings.redis_url)
     await proxy.start()

@@ -34,6 +34,7 @@ LATENCY_KEYS = {"count", "mean", "min", "p50", "p90", "p99", "p99.9", "max"}
 # --- against the real stack -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_window_run_through_two_gateways_delivers_everything_once(stack: Stack, tmp_path: Path) -> None:
     config = LoadConfig(urls=tuple(stack.gateway_urls), users=10, window=3, messages=20, timeout=50, drain=10)
     result = await run_load(ChatDriver("window"), config)
@@ -60,6 +61,7 @@ async def test_window_run_through_two_gateways_delivers_everything_once(stack: S
     assert "<script" not in page and "src=" not in page and "href=" not in page
 
 
+@pytest.mark.slow
 async def test_rate_run_reuses_users_and_delivers_everything_once(stack: Stack) -> None:
     config = LoadConfig(urls=tuple(stack.gateway_urls), users=4, window=2, rate=400, messages=10, timeout=50)
     first = await run_load(ChatDriver("rate"), config)
@@ -71,6 +73,7 @@ async def test_rate_run_reuses_users_and_delivers_everything_once(stack: Stack) 
     assert second.to_json()["config"]["mode"] == "rate"
 
 
+@pytest.mark.slow
 async def test_connections_only_reports_memory_per_connection(stack: Stack) -> None:
     measurements = await run_connections(
         stack.gateway_urls, 50, [os.getpid()], modes=["bare", "deflate"], run="conns", hold=0.2

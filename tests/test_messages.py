@@ -158,6 +158,7 @@ async def test_send_errors(stack: Stack) -> None:
 # --- history -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_history_pages_back_oldest_first(stack: Stack) -> None:
     alice, bob, dialog_id = await pair(stack)
     sent = [await (alice if n % 2 else bob).send(dialog_id, f"m{n + 1}") for n in range(120)]
@@ -234,6 +235,7 @@ async def test_history_includes_messages_not_yet_stored(stack: Stack, db: asyncp
 # --- two chat_service replicas ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_concurrent_sends_to_two_replicas_number_without_gaps(
     two_replicas: Stack, db: asyncpg.Connection, rds: redis.asyncio.Redis,
 ) -> None:

@@ -300,6 +300,7 @@ async def test_undecodable_entries_are_dead_lettered_at_once(
     await assert_all_acknowledged(rds)
 
 
+@pytest.mark.slow
 async def test_two_workers_store_every_message_exactly_once(
     settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
 ) -> None:
@@ -325,6 +326,7 @@ async def test_two_workers_store_every_message_exactly_once(
     assert await dead_letters(rds) == []
 
 
+@pytest.mark.slow
 async def test_stopping_mid_batch_loses_nothing(
     settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
 ) -> None:
@@ -351,6 +353,7 @@ async def test_stopping_mid_batch_loses_nothing(
     assert await dead_letters(rds) == []
 
 
+@pytest.mark.slow
 async def test_acknowledged_entries_are_trimmed_and_pending_ones_kept(
     settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int],
     monkeypatch: pytest.MonkeyPatch,
@@ -393,6 +396,7 @@ async def test_acknowledged_entries_are_trimmed_and_pending_ones_kept(
     assert (await rds.xpending(keys.MESSAGES, keys.STORAGE_GROUP))["pending"] == 1
 
 
+@pytest.mark.slow
 async def test_messages_wait_in_the_stream_through_a_postgres_outage(
     settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
 ) -> None:

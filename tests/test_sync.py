@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from chat_client import ServerError
 from tests.support.stack import Stack
 from tests.support.users import PASSWORD, new_user
@@ -57,6 +59,7 @@ async def test_sync_of_a_dialog_not_yours_is_refused(stack: Stack) -> None:
     assert reply["code"] == "invalid" and "dialog_id" in reply["message"]
 
 
+@pytest.mark.slow
 async def test_sync_during_a_stream_of_messages_has_no_gap_or_duplicate(stack: Stack) -> None:
     alice = await new_user(stack, "alice", 0)
     await new_user(stack, "bob", 1)
@@ -93,6 +96,7 @@ async def test_sync_during_a_stream_of_messages_has_no_gap_or_duplicate(stack: S
     assert bob.pending_pushes() == 0
 
 
+@pytest.mark.slow
 async def test_sync_pages_with_more(stack: Stack) -> None:
     from chat_service import handlers
 
