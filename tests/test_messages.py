@@ -33,6 +33,24 @@ async def two_replicas(settings: Settings) -> AsyncIterator[Stack]:
         await running.stop()
 
 
+async def server_ms(rds: redis.asyncio.Redis) -> int:
+    seconds, micros = await rds.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def last_reads_ms(rds: redis.asyncio.Redis) -> dict[str, int]:
+    """When each chat_service replica last read requests off its stream, in the server's
+    milliseconds (XINFO CONSUMERS' ``inactive``, -1 for never; read with TIME atomically)."""
+    async with rds.pipeline(transaction=True) as pipe:
+        pipe.time()
+        pipe.xinfo_consumers(keys.CHAT_REQUESTS, keys.CHAT_GROUP)
+        (seconds, micros), consumers = await pipe.execute()
+    now = int(seconds) * 1000 + int(micros) // 1000
+    return {
+        c["name"].decode(): -1 if c["inactive"] < 0 else now - int(c["inactive"]) for c in consumers
+    }
+
+
 async def pair(stack: Stack) -> tuple[ChatClient, ChatClient, str]:
     alice = await new_user(stack, "alice", gateway=0)
     bob = await new_user(stack, "bob", gateway=1)
@@ -245,14 +263,18 @@ async def test_concurrent_sends_to_two_replicas_number_without_gaps(
     per_client = 50
     total = per_client * len(clients)
 
+    sends_began = await server_ms(rds)
     replies = await asyncio.gather(*[
         client.send(dialog_id, f"{n} from {i}", client_msg_id=f"{i}-{n}")
         for n in range(per_client) for i, client in enumerate(clients)
     ])
     assert sorted(m["seq"] for m in replies) == list(range(1, total + 1))
     assert len({m["id"] for m in replies}) == total
-    consumers = await rds.xinfo_consumers(keys.CHAT_REQUESTS, keys.CHAT_GROUP)
-    assert len(consumers) == 2
+    # Both replicas took part: each read requests off the stream after the sends began (the
+    # sends are the only chat requests since then).
+    last_reads = await last_reads_ms(rds)
+    assert len(last_reads) == 2, last_reads
+    assert all(at > sends_began for at in last_reads.values()), (sends_began, last_reads)
 
     # Every connection gets every message it did not send itself, in seq order.
     for i, client in enumerate(clients):
