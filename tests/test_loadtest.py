@@ -82,8 +82,12 @@ async def test_connections_only_reports_memory_per_connection(stack: Stack) -> N
     for m in measurements:
         assert (m.opened, m.failed) == (50, 0)
         assert m.rss_before > 0 and m.rss_after > 0
-        per = m.to_json()["per_connection_bytes"]
-        assert isinstance(per, int)
+        # The report's figures are the measured growth of the named processes per connection.
+        report = m.to_json()
+        growth = (m.rss_after - m.rss_before) / m.opened
+        assert (report["rss_before_bytes"], report["rss_after_bytes"]) == (m.rss_before, m.rss_after)
+        assert report["per_connection_bytes"] == round(growth), report
+        assert report["per_connection_kib"] == round(growth / 1024, 2), report
 
 
 # --- bookkeeping on a fake system -----------------------------------------------------------------
