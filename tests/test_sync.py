@@ -4,14 +4,13 @@ no duplicate between the two."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import pytest
 
 from chat_client import ServerError
 from tests.support.polling import wait_until
-from tests.support.stack import Stack
+from tests.support.stack import Stack, cancel_and_wait
 from tests.support.users import PASSWORD, new_user
 
 # docs/PROTOCOL.md: "A reply is capped (500 messages or about 256 KiB of text)".
@@ -95,9 +94,7 @@ async def test_sync_during_a_stream_of_messages_has_no_gap_or_duplicate(stack: S
         synced_back.set()
         await sending
     finally:
-        sending.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sending
+        await cancel_and_wait(sending)
     total = len(sent)
     assert sent == list(range(1, total + 1))
 

@@ -41,10 +41,7 @@ class Stack:
         self.tasks[name] = task
 
     async def stop_service(self, name: str) -> None:
-        task = self.tasks.pop(name)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(self.tasks.pop(name))
 
     async def start_gateway(self, name: str) -> str:
         from gateway.server import build_server
@@ -67,8 +64,12 @@ class Stack:
     async def stop_gateway(self, name: str) -> None:
         self.servers.pop(name).should_exit = True
         task = self.tasks.pop(name)
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await asyncio.wait_for(task, 10)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
 
     async def client(self, gateway: int = 0) -> ChatClient:
         client = await ChatClient.connect(self.gateway_urls[gateway])
@@ -117,9 +118,20 @@ async def running(
     try:
         yield task
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for it to end, raising its failure if it failed otherwise. A
+    cancellation of the waiting task itself (a test's time limit) is passed on, not swallowed
+    with the task's own, so a service that will not stop cannot hold a test past its limit."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
 
 
 async def _as_coroutine(awaitable: Awaitable[None]) -> None:

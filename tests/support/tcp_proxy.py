@@ -25,6 +25,8 @@ class TcpProxy:
         # that is down; a test waits on the count to know the client kept trying.
         self._refusing = False
         self.refused = 0
+        # Every connection a client opened through the proxy, refused or not.
+        self.accepted = 0
 
     def pause(self) -> None:
         self._flowing.clear()
@@ -74,6 +76,7 @@ class TcpProxy:
         assert task is not None
         self._handlers.add(task)
         self._writers.add(writer)
+        self.accepted += 1
         if self._refusing:
             self.refused += 1
             writer.close()
