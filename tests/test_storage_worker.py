@@ -339,10 +339,23 @@ async def test_stopping_mid_batch_loses_nothing(
         for key in dialogs:
             await publish(rds, message(key, seq, key.hi))
 
+    total = 600
+
+    def more_than(before: int) -> Callable[[], Awaitable[int]]:
+        """The rows stored once there are more than ``before`` (or all of them); else 0."""
+
+        async def check() -> int:
+            count = sum([int(await db.fetchval(f"SELECT count(*) FROM {key.table}")) for key in dialogs])
+            return count if count > before or count == total else 0
+
+        return check
+
+    done = 0
     for round_ in range(6):
-        async with running(quick, f"storage-{round_}"):
-            # Not a timing assertion: just stop the worker at varied points of its work.
-            await asyncio.sleep(0.01 * round_)
+        async with running(quick, f"storage-{round_}") as worker:
+            # Stopped as soon as it has stored something more: in the middle of what follows
+            # (its next batch read, written, or being acknowledged), at a different point each time.
+            done = await wait_until(more_than(done), tasks=[worker], what=f"worker {round_} to store more than {done}")
     async with running(quick) as worker:
         await wait_until(drained(rds), tasks=[worker], what="the stream is drained")
 
@@ -381,7 +394,13 @@ async def test_acknowledged_entries_are_trimmed_and_pending_ones_kept(
 
     async with running(settings.with_overrides(claim_idle_ms=600_000)) as worker:
         await wait_until(stored_rows(db, key, 300), tasks=[worker], what="the messages are stored")
-        await asyncio.sleep(0.5)
+        # Let the trimmer run twice more (each run ends in one XTRIM) while "later" holds back.
+        trims = await xtrim_calls(rds)
+
+        async def trimmed_twice() -> bool:
+            return await xtrim_calls(rds) >= trims + 2
+
+        await wait_until(trimmed_twice, tasks=[worker], what="two more trims")
         assert await rds.xlen(keys.MESSAGES) == 600, "trimmed entries the other group has not read"
         await rds.xgroup_destroy(keys.MESSAGES, "later")
 
@@ -417,15 +436,18 @@ async def test_messages_wait_in_the_stream_through_a_postgres_outage(
         async with running(proxied) as worker:
             await send(range(1, 51))
             await wait_until(drained(rds), tasks=[worker], what="the first messages are stored")
+            # The connections cut, and every new one refused.
             await proxy.stop()
+            proxy.refuse()
+            await proxy.start()
             await send(range(51, 201))
-            # Read, perhaps, but never acknowledged nor dropped from the pending set.
-            await asyncio.sleep(1.5)
-            assert not worker.done()
+            # Read, perhaps, but never acknowledged nor dropped from the pending set, through
+            # several attempts to reach PostgreSQL again.
+            await wait_until(lambda: proxy.refused >= 3, tasks=[worker], what="3 attempts to reach PostgreSQL")
             assert len(await rows(db, key.id)) == 50
             assert not await drained(rds)()
             assert await rds.zcard(keys.dialog_pending(key.id)) == 150
-            await proxy.start()
+            proxy.admit()
             await wait_until(drained(rds), tasks=[worker], what="the backlog is stored once PostgreSQL is back")
     finally:
         await proxy.stop()
@@ -459,19 +481,20 @@ async def test_after_a_short_read_the_worker_lets_the_next_batch_fill(
 ) -> None:
     alice, bob = users[:2]
     key = await dialog(db, alice, bob)
-    lingering = settings.with_overrides(storage_linger_ms=1500)
+    lingering = settings.with_overrides(storage_linger_ms=3000)
     async with running(lingering) as worker:
         # The first message after a quiet spell is read at once...
         await publish(rds, message(key, 1, alice))
         await wait_until(drained(rds), tasks=[worker], what="the first message is stored")
         # ...and the read that took it was short, so the next ones wait for the linger and
-        # then go together.
+        # then go together: one batch, one transaction (the rows share their xmin).
         for seq in range(2, 6):
             await publish(rds, message(key, seq, alice))
-        await asyncio.sleep(0.3)
-        assert [r["seq"] for r in await rows(db, key.id)] == [1]
         await wait_until(drained(rds), tasks=[worker], what="the next messages are stored")
-    assert [r["seq"] for r in await rows(db, key.id)] == [1, 2, 3, 4, 5]
+    written = await db.fetch(f"SELECT seq, xmin::text AS tx FROM {key.table} ORDER BY seq")
+    assert [r["seq"] for r in written] == [1, 2, 3, 4, 5]
+    assert len({r["tx"] for r in written[1:]}) == 1, written
+    assert written[0]["tx"] != written[1]["tx"], written
 
 
 async def test_connections_closed_while_idle_are_replaced_without_failing_a_batch(
@@ -491,7 +514,14 @@ async def test_connections_closed_while_idle_are_replaced_without_failing_a_batc
             " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         )
         assert terminated >= 1
-        await asyncio.sleep(0.2)
+
+        async def all_gone() -> bool:
+            return not await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )
+
+        await wait_until(all_gone, tasks=[worker], what="the worker's connections to be gone")
         for seq in range(2, 6):
             await publish(rds, message(key, seq, alice))
         await wait_until(drained(rds), tasks=[worker], what="the next messages are stored")
@@ -499,6 +529,12 @@ async def test_connections_closed_while_idle_are_replaced_without_failing_a_batc
     assert [r["seq"] for r in await rows(db, key.id)] == [1, 2, 3, 4, 5]
     assert "not stored" not in caplog.text
     assert "unexpected failure" not in caplog.text
+
+
+async def xtrim_calls(rds: redis.asyncio.Redis) -> int:
+    """XTRIM commands the server has run, scripts' included (INFO commandstats)."""
+    stats = await rds.info("commandstats")
+    return int(stats.get("cmdstat_xtrim", {}).get("calls", 0))
 
 
 def stored_rows(db: asyncpg.Connection, key: DialogKey, count: int) -> Callable[[], Awaitable[bool]]:
