@@ -84,7 +84,7 @@ class StreamConsumer:
             reply = await asyncio.wait_for(read, self.block_ms / 1000 + READ_GRACE_SECONDS)
         except TimeoutError:
             # No answer long after the block ran out: the link is dead without having said so.
-            await self._reads.close()
+            await self._reads.drop()
             raise ConnectionLost(f"no reply to XREADGROUP on {self.stream} from {self.redis.address}") from None
         except NoGroup:
             # The stream or group vanished (Redis lost its data): recreate, read again.
