@@ -160,13 +160,17 @@ async def _answer(call: Awaitable[object], seconds: float) -> object:
     up: a process that was stopped (SIGSTOP, a debugger, a suspended VM) wakes up to timers that
     all ran out while the reply it waited for sits unread in the socket. Its link is fine."""
     task = asyncio.ensure_future(call)
-    done, _ = await asyncio.wait({task}, timeout=seconds)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+        if not done:
+            done, _ = await asyncio.wait({task}, timeout=PAUSE_GRACE_SECONDS)
+    finally:
+        # Cancelled (a stop), or no answer: the read must not outlive this call.
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
     if not done:
-        done, _ = await asyncio.wait({task}, timeout=PAUSE_GRACE_SECONDS)
-    if not done:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
         raise TimeoutError
     return task.result()
 
