@@ -26,7 +26,7 @@ def launcher(tmp_path: Path) -> Iterator[RunningLauncher]:
 
 def test_each_service_gets_a_metrics_port_and_it_is_printed(launcher: RunningLauncher) -> None:
     launcher.wait_ready(2)
-    urls = dict(m.groups() for line in launcher.lines if (m := _METRICS_LINE.match(line)))
+    urls = {m[1]: m[2] for line in launcher.lines if (m := _METRICS_LINE.match(line))}
     assert sorted(urls) == sorted(WORKERS), f"expected a metrics line per service:\n{launcher.output()}"
     assert len(set(urls.values())) == len(WORKERS), urls
     for name, url in urls.items():
