@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from devstack.launcher import GATEWAY, WORKERS
-from tests.system_programs import require_program
+from tests.support.system_programs import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
