@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 import redis.asyncio
 
+from chatkit.redis import RedisClient
 from chatkit.settings import Settings
 from devstack.embedded import start_postgres, start_valkey
 from tests.support.servers import Servers
@@ -91,3 +92,13 @@ async def rds(settings: Settings) -> AsyncIterator[redis.asyncio.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
+    """The project's own Redis client (chatkit/redis/) on this test's empty Redis."""
+    client = RedisClient.from_url(settings.redis_url)
+    try:
+        yield client
+    finally:
+        await client.close()

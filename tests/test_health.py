@@ -4,9 +4,7 @@ reason a service is not ready shows in /readyz, and /metrics refreshes the strea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 import redis.asyncio
 
 from chatkit import keys
@@ -23,15 +21,6 @@ from tests.support.ops_scrape import samples, value
 WATCHED = [Watched(keys.CHAT_REQUESTS, keys.CHAT_GROUP), Watched(keys.DEAD_LETTERS)]
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[RedisClient]:
-    redis_client = RedisClient.from_url(settings.redis_url)
-    try:
-        yield redis_client
-    finally:
-        await redis_client.close()
-
-
 async def _get(port: int, path: str) -> tuple[int, str]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -44,21 +33,21 @@ async def _get(port: int, path: str) -> tuple[int, str]:
     return int(head.split()[1]), body
 
 
-async def test_readyz_names_what_is_missing(settings: Settings, client: RedisClient) -> None:
-    health = Health("chat_service", client, WATCHED, needs_database=True)
+async def test_readyz_names_what_is_missing(settings: Settings, redis_client: RedisClient) -> None:
+    health = Health("chat_service", redis_client, WATCHED, needs_database=True)
     async with ops_server(health, "127.0.0.1", free_port()) as port:
         assert port is not None
         status, body = await _get(port, "/readyz")
         assert status == 503
         assert "consumer group not joined yet" in body and "PostgreSQL not connected yet" in body
         assert f"consumer group {keys.CHAT_GROUP} of {keys.CHAT_REQUESTS} does not exist" in body
-        await ensure_group(client, keys.CHAT_REQUESTS, keys.CHAT_GROUP)
+        await ensure_group(redis_client, keys.CHAT_REQUESTS, keys.CHAT_GROUP)
         health.group_joined()
         health.pool = await create_pool(settings.database_url)
         try:
             assert await _get(port, "/readyz") == (200, "ready\n")
             # Redis lost its data: the group is gone, and readiness says so.
-            await client.call("DEL", keys.CHAT_REQUESTS)
+            await redis_client.call("DEL", keys.CHAT_REQUESTS)
             status, body = await _get(port, "/readyz")
             assert status == 503 and "does not exist" in body
         finally:
@@ -77,17 +66,17 @@ async def test_readyz_when_redis_is_unreachable() -> None:
         await gone.close()
 
 
-async def test_metrics_sample_streams_at_scrape(settings: Settings, client: RedisClient) -> None:
+async def test_metrics_sample_streams_at_scrape(settings: Settings, redis_client: RedisClient) -> None:
     rds = redis.asyncio.Redis.from_url(settings.redis_url)
     try:
-        await ensure_group(client, keys.CHAT_REQUESTS, keys.CHAT_GROUP)
+        await ensure_group(redis_client, keys.CHAT_REQUESTS, keys.CHAT_GROUP)
         for n in range(5):
             await rds.xadd(keys.CHAT_REQUESTS, {"n": n})
         await rds.xreadgroup(keys.CHAT_GROUP, "reader-1", {keys.CHAT_REQUESTS: ">"}, count=2)
         await rds.xadd(keys.DEAD_LETTERS, {"n": 1})
     finally:
         await rds.aclose()
-    health = Health("chat_service", client, WATCHED, needs_database=False)
+    health = Health("chat_service", redis_client, WATCHED, needs_database=False)
     async with ops_server(health, "127.0.0.1", free_port()) as port:
         assert port is not None
         status, text = await _get(port, "/metrics")
@@ -102,6 +91,6 @@ async def test_metrics_sample_streams_at_scrape(settings: Settings, client: Redi
     assert value(found, "chat_ready", service="chat_service") == 0  # never joined
 
 
-async def test_no_port_no_server(client: RedisClient) -> None:
-    async with ops_server(Health("x", client, [], needs_database=False), "127.0.0.1", 0) as port:
+async def test_no_port_no_server(redis_client: RedisClient) -> None:
+    async with ops_server(Health("x", redis_client, [], needs_database=False), "127.0.0.1", 0) as port:
         assert port is None
