@@ -5,6 +5,7 @@ through a real gateway, on the request's own ref, and leaves the connection usab
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -79,30 +80,32 @@ async def test_a_handler_that_fails_answers_internal(stack: Stack, db: asyncpg.C
 # --- unavailable from chat_service -------------------------------------------------------------
 
 
-@pytest.fixture
-async def db_proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy.for_url(settings.database_url)
+@contextlib.asynccontextmanager
+async def stack_through_proxy(settings: Settings, field: str) -> AsyncIterator[tuple[Stack, TcpProxy]]:
+    """The stack with every service and gateway reaching the server of ``field`` (a URL
+    setting) through a proxy the test can stop and start."""
+    url = getattr(settings, field)
+    proxy = TcpProxy.for_url(url)
     await proxy.start()
     try:
-        yield proxy
+        running = await start_stack(settings.with_overrides(**{field: proxy.url(url)}))
+        try:
+            yield running, proxy
+        finally:
+            await running.stop()
     finally:
         await proxy.stop()
 
 
 @pytest.fixture
-async def stack_on_db_proxy(settings: Settings, db_proxy: TcpProxy) -> AsyncIterator[Stack]:
-    """The stack with every service reaching PostgreSQL through ``db_proxy``."""
-    running = await start_stack(settings.with_overrides(database_url=db_proxy.url(settings.database_url)))
-    try:
-        yield running
-    finally:
-        await running.stop()
+async def on_db_proxy(settings: Settings) -> AsyncIterator[tuple[Stack, TcpProxy]]:
+    async with stack_through_proxy(settings, "database_url") as proxied:
+        yield proxied
 
 
-async def test_chat_service_without_postgres_answers_unavailable(
-    stack_on_db_proxy: Stack, db_proxy: TcpProxy
-) -> None:
-    alice, bob, dialog_id = await pair(stack_on_db_proxy)  # alice sends, so nothing is pushed to her
+async def test_chat_service_without_postgres_answers_unavailable(on_db_proxy: tuple[Stack, TcpProxy]) -> None:
+    stack, db_proxy = on_db_proxy
+    alice, bob, dialog_id = await pair(stack)  # alice sends, so nothing is pushed to her
     await alice.send(dialog_id, "hello")
     await db_proxy.stop()
 
@@ -124,29 +127,14 @@ async def test_chat_service_without_postgres_answers_unavailable(
 
 
 @pytest.fixture
-async def redis_proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy.for_url(settings.redis_url)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.stop()
+async def on_redis_proxy(settings: Settings) -> AsyncIterator[tuple[Stack, TcpProxy]]:
+    async with stack_through_proxy(settings, "redis_url") as proxied:
+        yield proxied
 
 
-@pytest.fixture
-async def stack_on_redis_proxy(settings: Settings, redis_proxy: TcpProxy) -> AsyncIterator[Stack]:
-    """The stack with every service and gateway reaching Redis through ``redis_proxy``."""
-    running = await start_stack(settings.with_overrides(redis_url=redis_proxy.url(settings.redis_url)))
-    try:
-        yield running
-    finally:
-        await running.stop()
-
-
-async def test_a_gateway_that_cannot_forward_answers_unavailable(
-    stack_on_redis_proxy: Stack, redis_proxy: TcpProxy
-) -> None:
-    alice, _, dialog_id = await pair(stack_on_redis_proxy)
+async def test_a_gateway_that_cannot_forward_answers_unavailable(on_redis_proxy: tuple[Stack, TcpProxy]) -> None:
+    stack, redis_proxy = on_redis_proxy
+    alice, _, dialog_id = await pair(stack)
     await redis_proxy.stop()
 
     frame = {"type": "send", "dialog_id": dialog_id, "text": "into the void", "client_msg_id": cmid()}
