@@ -23,6 +23,7 @@ from chatkit.envelopes import UserEvent
 from chatkit.settings import Settings
 from chatkit.wire import Message, MessageEvent, UserRef
 from tests.harness import Stack, start_stack
+from tests.protocol_doc import number
 from tests.protocol_support import PASSWORD, new_user, poll, uid
 
 TIMEOUT = 1.0
@@ -148,3 +149,8 @@ async def test_every_chat_service_stopped(quick: Stack, rds: redis.asyncio.Redis
     assert again["message"]["seq"] == 1 and again["message"]["text"] == "are you there"
     assert [m["seq"] for m in await alice.history(dialog["id"])] == [1]
     assert alice.pending_pushes() == 0
+
+
+def test_the_documented_default_deadline_is_the_settings_default() -> None:
+    documented = number(r"`CHAT_REQUEST_TIMEOUT_SECONDS`, (\d+) s by default")
+    assert Settings().request_timeout_seconds == documented
