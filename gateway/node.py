@@ -13,11 +13,12 @@ import msgspec
 
 from chatkit import keys
 from chatkit.envelopes import ENTRY_FIELD, Request
-from chatkit.redis import REDIS_DOWN, RedisClient
+from chatkit.redis import RedisClient
 from chatkit.settings import Settings
 from gateway.broker_redis import RedisBroker
 from gateway.connections import Connection, Registry
 from gateway.deadlines import Deadlines
+from gateway.health import ping_ok
 from gateway.metrics import GatewayMetrics
 from gateway.protocol import Forward, error_frame, route
 from gateway.relay import Relay, sync_started
@@ -55,11 +56,11 @@ class GatewayNode:
         await self.broker.subscribe(self.channel)
         await self.broker.connect()
         self._relay_task = asyncio.create_task(self.relay.run(), name="relay")
-        log.info("gateway %s ready on port %d", self.id, self.settings.port)
+        log.info("gateway %s ready on %s:%d", self.id, self.settings.host, self.settings.port)
 
     async def stop(self) -> None:
         # The server has closed every client with 1001 by now (gateway/server.py).
-        log.info("gateway %s stopping", self.id)
+        log.debug("gateway %s stopped", self.id)
         self.deadlines.close()
         if self._relay_task is not None:
             self._relay_task.cancel()
@@ -70,10 +71,7 @@ class GatewayNode:
 
     async def redis_ok(self) -> bool:
         """Whether requests can be forwarded: asked on the connection that forwards them."""
-        try:
-            return bool(await asyncio.wait_for(self.pipeline.call("PING"), 2) == b"PONG")
-        except REDIS_DOWN:  # OSError covers TimeoutError and ConnectionError too
-            return False
+        return await ping_ok(self.pipeline)
 
     async def serve_socket(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         """One `/ws` connection, on the bare ASGI callables (see gateway/app.py). No header is
