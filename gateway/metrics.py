@@ -4,22 +4,26 @@ Each gateway has its own registry (tests run several in one process). Names foll
 conventions: base units (seconds), ``_total`` on counters (prometheus-client adds it), and only
 bounded labels: a frame type, an error code or a close code, never a user or a dialog.
 
-The message path pays for these per frame, so every label child is bound once, here, and the
-hot paths reach theirs by one dict lookup: a client frame by its struct class, a server frame by
-the bytes of its ``type`` (every server frame is encoded with ``type`` first, as msgspec writes
-a tagged struct). Types and codes not known at start (a newer service's) get a child on first
-sight, bounded by the code that sends them; a close code, which a client chooses, is one of a
-fixed set or ``other``.
+The message path pays for the frame counters per frame, so they are plain ints (:class:`Count`,
+no lock: the event loop is the only writer, and a scrape runs on it too) that a collector turns
+into counters at scrape time; each is bound once, here, and the hot paths reach theirs by one
+dict lookup: a client frame by its struct class, a server frame by the bytes of its ``type``
+(every server frame is encoded with ``type`` first, as msgspec writes a tagged struct). Types
+and codes not known at start (a newer service's) get a count on first sight, bounded by the code
+that sends them; a close code, which a client chooses, is one of a fixed set or ``other``. The
+histograms (one observation per request or per message event) are prometheus-client's own.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from chatkit.wire import ClientFrame, Frame, Reply, frame_classes, frame_tag
 
@@ -42,12 +46,44 @@ _SENT_AT_KEY = b'"sent_at":"'
 _SENT_AT_LENGTH = len("2026-11-27T13:44:03.123Z")
 
 
+class Count:
+    """One label value's count; ``n += 1`` is the whole per-frame cost."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def inc(self) -> None:
+        self.n += 1
+
+
+class Counts(Collector):
+    """A counter family of plain :class:`Count`s, one per value of its one label."""
+
+    def __init__(self, name: str, documentation: str, label: str, registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self.by_value: dict[str, Count] = {}
+        registry.register(self)
+
+    def labels(self, value: str) -> Count:
+        return self.by_value.setdefault(value, Count())
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, count in self.by_value.items():
+            family.add_metric([value], count.n)
+        yield family
+
+
 class RequestKind:
     """What the gateway counts about one client frame type, bound once."""
 
     __slots__ = ("latency", "login", "received", "sync", "tag", "timeouts")
 
-    def __init__(self, tag: str, received: Any, latency: Any, timeouts: Any) -> None:
+    def __init__(self, tag: str, received: Count, latency: Any, timeouts: Any) -> None:
         self.tag = tag
         self.received = received
         self.latency = latency
@@ -62,15 +98,14 @@ class GatewayMetrics:
         self.registry = registry = CollectorRegistry()
         Gauge("chat_gateway_connections", "Open WebSocket connections on this gateway",
               registry=registry).set_function(lambda: open_connections())
-        received = Counter("chat_gateway_frames_received", "Client frames received, by type ('rejected': "
-                           "answered by the gateway itself with an error; 'binary': not a text frame)",
-                           ["type"], registry=registry)
-        self._sent = Counter("chat_gateway_frames_sent", "Frames sent to clients, by type", ["type"],
-                             registry=registry)
-        self._errors = Counter("chat_gateway_error_frames_sent", "Error frames sent to clients, by code",
-                               ["code"], registry=registry)
-        self._closes = Counter("chat_gateway_connections_closed", "Connections closed, by WebSocket close code "
-                               "('other': a code a client chose)", ["code"], registry=registry)
+        received = Counts("chat_gateway_frames_received", "Client frames received, by type ('rejected': "
+                          "answered by the gateway itself with an error; 'binary': not a text frame)",
+                          "type", registry)
+        self._sent = Counts("chat_gateway_frames_sent", "Frames sent to clients, by type", "type", registry)
+        self._errors = Counts("chat_gateway_error_frames_sent", "Error frames sent to clients, by code", "code",
+                              registry)
+        self._closes = Counts("chat_gateway_connections_closed", "Connections closed, by WebSocket close code "
+                              "('other': a code a client chose)", "code", registry)
         self.slow_consumers = Counter("chat_gateway_slow_consumer_disconnects",
                                       "Connections closed with 4008 because their client stopped reading",
                                       registry=registry)
@@ -92,11 +127,11 @@ class GatewayMetrics:
             )
         self.rejected = received.labels(REJECTED)
         self.binary = received.labels(BINARY)
-        self._sent_by_type: dict[bytes, Any] = {tag.encode(): self._sent.labels(tag) for tag in _server_tags()}
+        self._sent_by_type: dict[bytes, Count] = {tag.encode(): self._sent.labels(tag) for tag in _server_tags()}
         self._sent_error = self._sent_by_type[b"error"]
         self._sent_other = self._sent.labels("other")
-        self._errors_by_code: dict[bytes, Any] = {code.encode(): self._errors.labels(code) for code in ERROR_CODES}
-        self._closes_by_code: dict[int, Any] = {code: self._closes.labels(str(code)) for code in CLOSE_CODES}
+        self._errors_by_code: dict[bytes, Count] = {code.encode(): self._errors.labels(code) for code in ERROR_CODES}
+        self._closes_by_code: dict[int, Count] = {code: self._closes.labels(str(code)) for code in CLOSE_CODES}
         self._closes_other = self._closes.labels("other")
 
     def frame_sent(self, frame: bytes) -> None:
@@ -108,7 +143,7 @@ class GatewayMetrics:
         child = self._sent_by_type.get(kind)
         if child is None:
             child = self._sent_by_type[kind] = self._sent.labels(kind.decode(errors="replace"))
-        child.inc()
+        child.n += 1
         if child is self._sent_error:
             self._error_sent(frame)
 
