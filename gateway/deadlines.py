@@ -13,7 +13,10 @@ dict keeps insertion order): expiring is taking entries from the front.
   of the live events held for its reply (gateway/relay.py's ``sync_failed``).
 - While a `login` or `auth` is in flight on a connection, :meth:`login_settled` makes the
   connection's next frame wait for its answer, so that frame is handled as the user the answer
-  establishes. The wait is bounded by the login's own deadline.
+  establishes. The wait is bounded by the login's own deadline, and what waits behind it is
+  bounded too: the connection's reader is what waits, and the server stops reading the socket
+  while a received frame is not taken (uvicorn pauses the transport), so the client's further
+  frames stay in the kernel's buffers, not in the gateway.
 """
 
 from __future__ import annotations
@@ -117,19 +120,19 @@ class Deadlines:
         self._timer = None
         loop = asyncio.get_running_loop()
         oldest_kept = loop.time() - self.timeout
-        in_flight = self._in_flight
-        expired = 0
-        while in_flight:
-            number = next(iter(in_flight))
-            entry = in_flight[number]
+        # One pass to find them, then remove them: taking the first key again after each
+        # removal would skip every removed slot again (quadratic when a service is down).
+        due: list[int] = []
+        for number, entry in self._in_flight.items():
             if entry.started > oldest_kept:
                 self._timer = loop.call_at(entry.started + self.timeout + EXPIRY_SLACK_SECONDS, self._expire)
                 break
-            del in_flight[number]
-            expired += 1
-            self._give_up(entry, (
-                f"no answer within {self.timeout:g} s; try again shortly (a send may still have been "
-                "accepted: resend it with the same client_msg_id)"
-            ))
-        if expired:
-            log.warning("%d request(s) got no answer within %g s; answered 'unavailable'", expired, self.timeout)
+            due.append(number)
+        message = (
+            f"no answer within {self.timeout:g} s; try again shortly (a send may still have been "
+            "accepted: resend it with the same client_msg_id)"
+        )
+        for number in due:
+            self._give_up(self._in_flight.pop(number), message)
+        if due:
+            log.warning("%d request(s) got no answer within %g s; answered 'unavailable'", len(due), self.timeout)

@@ -102,7 +102,7 @@ class GatewayNode:
             await self.registry.remove(conn)
 
     async def _on_frame(self, conn: Connection, text: str) -> None:
-        if self.deadlines.logins:
+        if self.deadlines.logins and conn.id in self.deadlines.logins:
             # A login or auth in flight here: this frame is handled as the user it establishes.
             await self.deadlines.login_settled(conn)
         action = route(text, conn.user)
