@@ -22,9 +22,10 @@ from chatkit import keys
 from chatkit.envelopes import UserEvent
 from chatkit.settings import Settings
 from chatkit.wire import Message, MessageEvent, UserRef
-from tests.harness import Stack, start_stack
-from tests.protocol_doc import number
-from tests.protocol_support import PASSWORD, new_user, poll, uid
+from tests.support.polling import wait_for_value as poll
+from tests.support.protocol_doc import number
+from tests.support.stack import Stack, start_stack
+from tests.support.users import PASSWORD, new_user, uid
 
 TIMEOUT = 1.0
 

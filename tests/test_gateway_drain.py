@@ -18,9 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chat_client import ChatClient
-from tests.chaos_traffic import Traffic, chaos_stack, gateway_log, run_with_fault, until
-from tests.processes import ProcessStack
-from tests.protocol_support import PASSWORD
+from tests.support.chaos_traffic import Traffic, chaos_stack, gateway_log, run_with_fault, until
+from tests.support.processes import ProcessStack
+from tests.support.users import PASSWORD
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -11,9 +11,10 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import Stack
-from tests.protocol_support import new_user, poll
-from tests.system_programs import require_program
+from tests.support.polling import wait_for_value as poll
+from tests.support.stack import Stack
+from tests.support.system_programs import require_program
+from tests.support.users import new_user
 
 pytestmark = pytest.mark.timeout(90)
 

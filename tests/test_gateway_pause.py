@@ -11,7 +11,7 @@ import uvloop
 
 from chatkit.redis import RedisClient
 from gateway.health import PING_TIMEOUT_SECONDS, STALL_SECONDS, ping_ok
-from tests.conftest import Servers
+from tests.support.servers import Servers
 
 PAUSE_SECONDS = PING_TIMEOUT_SECONDS + STALL_SECONDS + 1.0
 

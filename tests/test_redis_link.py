@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from chatkit.redis import REDIS_DOWN, ConnectionLost, RedisAddress, RedisClient, Unreachable, parse_address
+from chatkit.redis import REDIS_DOWN, ConnectionLost, Link, RedisAddress, RedisClient, Unreachable, parse_address
 from chatkit.settings import Settings
+from tests.support.polling import wait_until
 
 
 @pytest.fixture
@@ -141,3 +142,43 @@ async def test_an_unreachable_server_fails_the_command_and_counts_as_down() -> N
             await client.transaction(("INCR", "n"), ("INCR", "n"))
     finally:
         await client.close()
+
+
+async def _clients_named(rds: redis.asyncio.Redis, name: str) -> int:
+    listing = await rds.execute_command("CLIENT", "LIST")  # type: ignore[no-untyped-call]
+    text = listing.decode() if isinstance(listing, bytes) else str(listing)
+    return sum(f" name={name} " in f" {line} " for line in text.splitlines())
+
+
+async def test_close_while_connecting_leaves_no_socket_and_refuses_later_commands(
+    settings: Settings, rds: redis.asyncio.Redis
+) -> None:
+    link = Link(parse_address(settings.redis_url))
+    # The first command opens the connection; close() comes before it is up.
+    first = link.call("CLIENT", "SETNAME", "closing-link")
+    await link.close()
+    with pytest.raises(Unreachable):
+        await first
+    with pytest.raises(Unreachable, match="is closed"):
+        await link.call("PING")
+    # No connection of this link is left on the server (one that got as far as its name).
+    assert await _clients_named(rds, "closing-link") == 0
+    assert link.backlog == 0
+
+
+async def test_drop_closes_the_connection_and_the_next_command_opens_another(
+    settings: Settings, rds: redis.asyncio.Redis
+) -> None:
+    link = Link(parse_address(settings.redis_url))
+    try:
+        await link.call("CLIENT", "SETNAME", "dropped-link")
+        first_id = await link.call("CLIENT", "ID")
+        await link.drop()
+        await wait_until(lambda: _no_clients(rds, "dropped-link"), what="the dropped connection gone from the server")
+        assert await link.call("CLIENT", "ID") != first_id
+    finally:
+        await link.close()
+
+
+async def _no_clients(rds: redis.asyncio.Redis, name: str) -> bool:
+    return await _clients_named(rds, name) == 0
