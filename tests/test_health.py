@@ -18,7 +18,7 @@ from chatkit.settings import Settings
 from chatkit.stream_metrics import Watched
 from chatkit.streams import ensure_group
 from devstack.embedded import free_port
-from tests.ops_scrape import samples, value
+from tests.support.ops_scrape import samples, value
 
 WATCHED = [Watched(keys.CHAT_REQUESTS, keys.CHAT_GROUP), Watched(keys.DEAD_LETTERS)]
 

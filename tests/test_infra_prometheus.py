@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.promql_names import ALERTS, DASHBOARDS, ROOT, alert_expressions, dashboard_expressions, metric_names
+from tests.support.promql_names import ALERTS, DASHBOARDS, ROOT, alert_expressions, dashboard_expressions, metric_names
 from tests.support.system_programs import require_program
 
 PROMETHEUS = ROOT / "infra" / "prometheus"

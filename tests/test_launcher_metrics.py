@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devstack.launcher import WORKERS
-from tests.ops_scrape import get, samples, value
+from tests.support.ops_scrape import get, samples, value
 from tests.test_launcher import RunningLauncher, _consecutive_free_ports
 
 _METRICS_LINE = re.compile(r"^launcher: (\w+) metrics: (http://\S+/metrics)")

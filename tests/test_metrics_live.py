@@ -20,10 +20,10 @@ from chat_client import ChatClient
 from chatkit import keys
 from chatkit.envelopes import ENTRY_FIELD
 from devstack.embedded import free_port
-from tests.ops_scrape import Samples, get, metric_names, promtool_check, samples, total, value, wait_ready
-from tests.promql_names import SYNTHETIC, alert_expressions, dashboard_expressions
-from tests.promql_names import metric_names as queried_names
+from tests.support.ops_scrape import Samples, get, metric_names, promtool_check, samples, total, value, wait_ready
 from tests.support.processes import ProcessStack
+from tests.support.promql_names import SYNTHETIC, alert_expressions, dashboard_expressions
+from tests.support.promql_names import metric_names as queried_names
 from tests.support.system_programs import require_program
 
 pytestmark = pytest.mark.timeout(180)
