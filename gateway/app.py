@@ -80,6 +80,7 @@ def http_app(node: GatewayNode) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
+        node.metrics.ready.set(1 if node.broker.subscribed and await node.redis_ok() else 0)
         return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     site = node.settings.site_dir

@@ -21,7 +21,15 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -96,26 +104,32 @@ class RequestKind:
 class GatewayMetrics:
     def __init__(self, open_connections: Callable[[], int]) -> None:
         self.registry = registry = CollectorRegistry()
-        Gauge("chat_gateway_connections", "Open WebSocket connections on this gateway",
+        # process_* and python_* as every service exports them (the default registry's collectors).
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(collector)
+        # The services' readiness gauge (chatkit/metrics.py), set at each scrape (gateway/app.py).
+        self.ready = Gauge("chat_ready", "1 when this process's /readyz passes (checked at each scrape), else 0",
+                           ["service"], registry=registry).labels("gateway")
+        Gauge("chat_gateway_connections_open", "Open WebSocket connections on this gateway",
               registry=registry).set_function(lambda: open_connections())
-        received = Counts("chat_gateway_frames_received", "Client frames received, by type ('rejected': "
+        received = Counts("chat_gateway_frames_in", "Client frames received, by type ('rejected': "
                           "answered by the gateway itself with an error; 'binary': not a text frame)",
                           "type", registry)
-        self._sent = Counts("chat_gateway_frames_sent", "Frames sent to clients, by type", "type", registry)
-        self._errors = Counts("chat_gateway_error_frames_sent", "Error frames sent to clients, by code", "code",
+        self._sent = Counts("chat_gateway_frames_out", "Frames sent to clients, by type", "type", registry)
+        self._errors = Counts("chat_gateway_error_frames", "Error frames sent to clients, by code", "code",
                               registry)
-        self._closes = Counts("chat_gateway_connections_closed", "Connections closed, by WebSocket close code "
+        self._closes = Counts("chat_gateway_closes", "Connections closed, by WebSocket close code "
                               "('other': a code a client chose)", "code", registry)
         self.slow_consumers = Counter("chat_gateway_slow_consumer_disconnects",
                                       "Connections closed with 4008 because their client stopped reading",
                                       registry=registry)
-        latency = Histogram("chat_gateway_request_duration_seconds",
+        latency = Histogram("chat_gateway_request_seconds",
                             "From forwarding a request to a service to its reply, by request type",
                             ["type"], buckets=LATENCY_BUCKETS, registry=registry)
         timeouts = Counter("chat_gateway_request_timeouts", "Requests answered 'unavailable' by the gateway: "
                            "no reply within CHAT_REQUEST_TIMEOUT_SECONDS, or not forwarded", ["type"],
                            registry=registry)
-        self.delivery = Histogram("chat_gateway_delivery_latency_seconds",
+        self.delivery = Histogram("chat_gateway_delivery_seconds",
                                   "From a message's sent_at to its push to a connection of the peer or the "
                                   "sender's other devices (clocks of two machines)",
                                   buckets=LATENCY_BUCKETS, registry=registry)

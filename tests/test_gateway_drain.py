@@ -39,7 +39,7 @@ def frames_sent(stack: ProcessStack, name: str, kind: str) -> float:
         text = response.read().decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "chat_gateway_frames_sent_total" and sample.labels.get("type") == kind:
+            if sample.name == "chat_gateway_frames_out_total" and sample.labels.get("type") == kind:
                 return sample.value
     return 0.0
 

@@ -62,35 +62,38 @@ async def test_counts_after_known_traffic(stack: Stack) -> None:
     assert (await alice.next_push())["code"] == "bad_frame"
     await alice.close()  # code 1000
 
-    closed = await poll(lambda: scrape(stack), lambda t: value(samples(t), "chat_gateway_connections_closed_total",
+    closed = await poll(lambda: scrape(stack), lambda t: value(samples(t), "chat_gateway_closes_total",
                                                                 code="1000") == 1, "alice's close to be counted")
     found = samples(closed)
-    received = "chat_gateway_frames_received_total"
+    received = "chat_gateway_frames_in_total"
     for kind, count in [("register", 2), ("login", 2), ("open_dialog", 1), ("send", 3), ("history", 1),
                         ("rejected", 1), ("binary", 1), ("sync", 0)]:
         assert value(found, received, type=kind) == count, (kind, closed)
-    sent = "chat_gateway_frames_sent_total"
+    sent = "chat_gateway_frames_out_total"
     for kind, count in [("registered", 2), ("logged_in", 2), ("dialog", 1), ("sent", 3), ("message", 3),
                         ("history", 1), ("error", 2), ("synced", 0)]:
         assert value(found, sent, type=kind) == count, (kind, closed)
-    assert value(found, "chat_gateway_error_frames_sent_total", code="invalid") == 1
-    assert value(found, "chat_gateway_error_frames_sent_total", code="bad_frame") == 1
-    assert value(found, "chat_gateway_error_frames_sent_total", code="unavailable") == 0
-    assert value(found, "chat_gateway_connections") == 1  # bob
+    assert value(found, "chat_gateway_error_frames_total", code="invalid") == 1
+    assert value(found, "chat_gateway_error_frames_total", code="bad_frame") == 1
+    assert value(found, "chat_gateway_error_frames_total", code="unavailable") == 0
+    assert value(found, "chat_gateway_connections_open") == 1  # bob
+    assert value(found, "chat_ready", service="gateway") == 1
+    assert value(found, "process_resident_memory_bytes") > 0
     assert value(found, "chat_gateway_slow_consumer_disconnects_total") == 0
-    duration = "chat_gateway_request_duration_seconds_count"
+    duration = "chat_gateway_request_seconds_count"
     assert value(found, duration, type="send") == 3
     assert value(found, duration, type="login") == 2
     assert value(found, duration, type="register") == 2
     assert value(found, "chat_gateway_request_timeouts_total", type="send") == 0
     # Each of bob's three live messages, from its sent_at to its push.
-    assert value(found, "chat_gateway_delivery_latency_seconds_count") == 3
-    assert value(found, "chat_gateway_delivery_latency_seconds_bucket", le="+Inf") == 3
+    assert value(found, "chat_gateway_delivery_seconds_count") == 3
+    assert value(found, "chat_gateway_delivery_seconds_bucket", le="+Inf") == 3
 
     # No label carries a user or a dialog: every label value is a type, a code or a bucket.
     for (_, labels) in found:
         for key, label in labels:
-            assert key in {"type", "code", "le"}, (key, label)
+            assert key in {"type", "code", "le", "service", "generation", "implementation", "major", "minor",
+                           "patchlevel", "version"}, (key, label)
             assert str(dialog["id"]) != label
 
     promtool = require_program("promtool", "prometheus", "checking /metrics with Prometheus's own linter")
