@@ -28,6 +28,8 @@ class Origin:
     conn: str
     ref: str | None
     entry_id: bytes
+    # The gateway's request number (envelopes.Request.request), said back in the reply.
+    request: int = 0
 
 
 class Sequencer:
@@ -50,7 +52,7 @@ class Sequencer:
         (message_before_seq, message_after_seq, event_before_seq, reply_before_message,
          reply_after_message) = send_pieces(
             str(uuid.uuid4()), key.id, sender, text, wire_time(datetime.now(UTC)),
-            origin.conn, client_msg_id, origin.ref,
+            origin.conn, client_msg_id, origin.ref, origin.request,
         )
         call = AcceptCall(
             seq_counter=keys.dialog_seq(key.id),

@@ -203,6 +203,7 @@ class RequestService:
                 identity=outbox.identity,
                 positions=outbox.positions,
                 answers=request.frame.__struct_config__.tag,  # type: ignore[arg-type]
+                request=request.request,
             )
             calls.append(self.redis.call("PUBLISH", keys.gateway_channel(request.gateway), _encode(reply)))
         calls.append(self.redis.call("XACK", self.stream, self.consumer.group, entry.id))

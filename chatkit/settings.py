@@ -57,6 +57,9 @@ class Settings:
     # or two (each dialog's insert costs PostgreSQL about 50 µs besides its rows). Delivery
     # and history do not wait for storage: unstored messages are served from the pending sets.
     storage_linger_ms: int = 100
+    # Gateway: how long a forwarded request waits for its service's answer; past it the client
+    # gets `unavailable` for it, and a late answer is dropped.
+    request_timeout_seconds: float = 5.0
     # Gateway: frames queued for one slow client before it is disconnected.
     send_queue_limit: int = 1024
     # How long a send's idempotency record (client_msg_id -> message) is kept: a retry after
