@@ -236,3 +236,4 @@ async def _round(
 async def _empty(pool: asyncpg.Pool, dialog_keys: list[DialogKey]) -> None:
     for key in dialog_keys:
         await pool.execute(f"TRUNCATE {key.table}")
+    await pool.execute("UPDATE dialogs SET last_seq = 0, last_at = created_at")
