@@ -8,6 +8,7 @@ from auth_service import users
 from auth_service.passwords import Passwords
 from auth_service.tokens import BadToken, Tokens
 from chatkit import wire
+from chatkit.dispatch import FrameTable, Route
 from chatkit.envelopes import Request
 from chatkit.errors import RequestError
 from chatkit.service import Outbox
@@ -20,28 +21,26 @@ class AuthHandler:
         self.pool = pool
         self.passwords = passwords
         self.tokens = tokens
+        self.routes = FrameTable(
+            "auth_service", wire.AuthFrame,
+            Route(wire.Register, self.register),
+            Route(wire.Login, self.login),
+            Route(wire.Auth, self.auth),
+            Route(wire.Rename, self.rename),
+        )
 
     async def handle(self, request: Request, outbox: Outbox) -> None:
+        # The gateway routes only wire.AuthFrame here.
         frame = request.frame
-        if isinstance(frame, wire.Register):
-            await self.register(frame, outbox)
-        elif isinstance(frame, wire.Login):
-            await self.login(frame, outbox)
-        elif isinstance(frame, wire.Auth):
-            await self.auth(frame, outbox)
-        elif isinstance(frame, wire.Rename):
-            await self.rename(request.user, frame, outbox)
-        else:
-            # The gateway routes only AUTH_FRAME_TYPES here.
-            raise RequestError("unknown_type", f"auth_service does not handle {type(frame).__name__}")
+        await self.routes.handler(frame)(frame, request, outbox)
 
-    async def register(self, frame: wire.Register, outbox: Outbox) -> None:
+    async def register(self, frame: wire.Register, request: Request, outbox: Outbox) -> None:
         # Registering does not log in: the client logs in next, like any other time.
         password_hash = await self.passwords.hash(frame.password)
         user = await users.create(self.pool, frame.username, frame.email, password_hash)
         outbox.reply(wire.Registered(user=user.info))
 
-    async def login(self, frame: wire.Login, outbox: Outbox) -> None:
+    async def login(self, frame: wire.Login, request: Request, outbox: Outbox) -> None:
         user = await users.by_username(self.pool, frame.username)
         if user is None:
             await self.passwords.verify_dummy(frame.password)
@@ -54,7 +53,7 @@ class AuthHandler:
             await users.set_password_hash(self.pool, user.id, new_hash)
         self._logged_in(user.ref, outbox)
 
-    async def auth(self, frame: wire.Auth, outbox: Outbox) -> None:
+    async def auth(self, frame: wire.Auth, request: Request, outbox: Outbox) -> None:
         try:
             user_id = self.tokens.user_id(frame.token)
         except BadToken:
@@ -64,7 +63,8 @@ class AuthHandler:
             raise RequestError("bad_token", "the token's user no longer exists")
         self._logged_in(user.ref, outbox)
 
-    async def rename(self, who: wire.UserRef | None, frame: wire.Rename, outbox: Outbox) -> None:
+    async def rename(self, frame: wire.Rename, request: Request, outbox: Outbox) -> None:
+        who = request.user
         if who is None:
             raise RequestError("unauthenticated", "log in first")
         user = await users.rename(self.pool, who.id, frame.username)

@@ -29,7 +29,7 @@ from chatkit import keys
 from chatkit.db import apply_schema, create_pool, dialog_table_ddl
 from chatkit.dialogs import DialogKey
 from chatkit.envelopes import ENTRY_FIELD
-from chatkit.wire import Message, UserRef
+from chatkit.wire import Message, UserRef, wire_time
 from devstack.embedded import start_postgres, start_valkey
 
 DIALOGS = 100
@@ -54,7 +54,7 @@ def make_messages(total: int, dialogs: int) -> tuple[list[DialogKey], list[Messa
         seqs[d] += 1
         key = dialog_keys[d]
         sender = key.lo if n % 2 else key.hi
-        sent_at = (base + timedelta(milliseconds=n)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        sent_at = wire_time(base + timedelta(milliseconds=n))
         messages.append(Message(
             id=str(uuid.uuid4()), dialog_id=key.id, seq=seqs[d], sender=UserRef(id=sender, username=f"u{sender}"),
             text=f"benchmark message {n} " + "x" * 40, sent_at=sent_at,

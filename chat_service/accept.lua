@@ -2,50 +2,69 @@
 -- a retried send (same client_msg_id) gets the first result instead of a second message. The
 -- sender's reply and the request's XACK happen here too, so a send costs one round trip.
 --
--- KEYS: 1 seq counter, 2 idempotency record, 3 pending (sent, not yet stored) zset,
---       4 messages stream, 5 and 6 the two users' channels, 7 the sender's gateway channel,
---       8 the request stream
--- ARGV: 1 message JSON before the seq, 2 message JSON after the seq,
---       3 event JSON before the message, 4 event JSON between the message and its seq,
---       5 idempotency TTL seconds, 6 seq floor ('' when unknown), 7 stream entry field,
---       8 reply JSON before the message, 9 reply JSON after it,
---       10 request consumer group, 11 request entry id
+-- Called through chat_service.accept.AcceptCall, whose fields are these locals, in this order.
+-- The JSON pieces come from chat_service/send_frames.py, cut from the envelope schemas: the
+-- script only puts the message and its seq between them.
 -- Returns 1 for a new message, 0 for a repeat (both already answered to the sender), -1 when
 -- the dialog has no counter here and the caller must look up the floor and call again
 -- (nothing was published or acknowledged then).
+
+-- KEYS
+local seq_counter = KEYS[1]         -- the dialog's last seq (INCR)
+local idempotency_record = KEYS[2]  -- the message this client_msg_id made, for repeats
+local pending = KEYS[3]             -- messages sent, not yet stored: zset scored by seq
+local messages_stream = KEYS[4]     -- accepted messages, for the storage worker
+local lo_channel = KEYS[5]          -- the two users' channels
+local hi_channel = KEYS[6]
+local gateway_channel = KEYS[7]     -- the sender's gateway, for the reply
+local request_stream = KEYS[8]      -- where the send request came from, to acknowledge it
+-- ARGV
+local message_before_seq = ARGV[1]  -- message JSON: before the seq
+local message_after_seq = ARGV[2]   --   and after it
+local event_before_message = ARGV[3]  -- user event JSON: before the message
+local event_before_seq = ARGV[4]    --   between the message and the seq
+local event_after_seq = ARGV[5]     --   after the seq
+local reply_before_message = ARGV[6]  -- the sender's reply JSON: before the message
+local reply_after_message = ARGV[7]   --   and after it
+local idempotency_ttl = ARGV[8]     -- seconds
+local seq_floor = ARGV[9]           -- the last stored seq, '' when not looked up
+local entry_field = ARGV[10]        -- the one field of a messages stream entry
+local request_group = ARGV[11]      -- consumer group of the request stream
+local request_entry_id = ARGV[12]   -- the request's entry
+
 local function answer(message)
-  redis.call('PUBLISH', KEYS[7], ARGV[8] .. message .. ARGV[9])
-  redis.call('XACK', KEYS[8], ARGV[10], ARGV[11])
+  redis.call('PUBLISH', gateway_channel, reply_before_message .. message .. reply_after_message)
+  redis.call('XACK', request_stream, request_group, request_entry_id)
 end
 
-local previous = redis.call('GET', KEYS[2])
+local previous = redis.call('GET', idempotency_record)
 if previous then
   answer(previous)
   return 0
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  if ARGV[6] == '' then
+if redis.call('EXISTS', seq_counter) == 0 then
+  if seq_floor == '' then
     return -1
   end
   -- Never hand out a seq that a message still waiting for storage already has.
-  local floor = tonumber(ARGV[6])
-  local top = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+  local floor = tonumber(seq_floor)
+  local top = redis.call('ZRANGE', pending, -1, -1, 'WITHSCORES')
   if top[2] and tonumber(top[2]) > floor then
     floor = tonumber(top[2])
   end
-  redis.call('SET', KEYS[1], floor, 'NX')
+  redis.call('SET', seq_counter, floor, 'NX')
 end
-local seq = redis.call('INCR', KEYS[1])
-local message = ARGV[1] .. seq .. ARGV[2]
-redis.call('SET', KEYS[2], message, 'EX', tonumber(ARGV[5]))
-redis.call('ZADD', KEYS[3], seq, message)
-redis.call('XADD', KEYS[4], '*', ARGV[7], message)
+local seq = redis.call('INCR', seq_counter)
+local message = message_before_seq .. seq .. message_after_seq
+redis.call('SET', idempotency_record, message, 'EX', tonumber(idempotency_ttl))
+redis.call('ZADD', pending, seq, message)
+redis.call('XADD', messages_stream, '*', entry_field, message)
 -- Published from inside the script, so every subscriber sees a dialog's messages in seq order,
 -- and the other devices hear of a message no later than the sender's own reply.
-local event = ARGV[3] .. message .. ARGV[4] .. seq .. '}'
-redis.call('PUBLISH', KEYS[5], event)
-if KEYS[6] ~= KEYS[5] then
-  redis.call('PUBLISH', KEYS[6], event)
+local event = event_before_message .. message .. event_before_seq .. seq .. event_after_seq
+redis.call('PUBLISH', lo_channel, event)
+if hi_channel ~= lo_channel then
+  redis.call('PUBLISH', hi_channel, event)
 end
 answer(message)
 return 1

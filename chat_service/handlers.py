@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncpg
+import msgspec
 
 from chat_service import store
 from chat_service.history import HistoryReader
 from chat_service.sequencer import FloorNeeded, Origin, Sequencer
 from chatkit.db import CONNECTION_ERRORS
 from chatkit.dialogs import BadDialogId, DialogKey
+from chatkit.dispatch import FrameTable, Route
 from chatkit.envelopes import Request
 from chatkit.errors import RequestError, Unavailable
 from chatkit.service import Outbox
 from chatkit.settings import Settings
 from chatkit.wire import (
+    ChatFrame,
     DialogInfo,
     DialogReply,
     DialogsReply,
@@ -28,10 +31,20 @@ from chatkit.wire import (
     UserRef,
 )
 
-# One sync reply carries at most this many messages, or about this much text, so that it
-# stays a frame any client accepts; `more` tells the client to ask again.
+# One sync reply carries at most this many messages, or about this many bytes of text (as
+# the frame carries it), so that it stays a frame any client accepts; `more` tells the client
+# to ask again.
 SYNC_MAX_MESSAGES = 500
 SYNC_MAX_TEXT = 256 * 1024
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def text_size(text: str) -> int:
+    """What ``text`` weighs in the reply's JSON. Counted in characters, 4,096 four-byte ones
+    (UTF-8) or escaped control characters (six bytes each) would pass for 4 KiB, and a reply
+    could run to several times the documented cap."""
+    return len(_encode_json(text)) - 2  # without the quotes
 
 
 class SyncBatch:
@@ -62,7 +75,7 @@ class SyncBatch:
             if self._text >= SYNC_MAX_TEXT:
                 break
             taken.append(message)
-            self._text += len(message.text)
+            self._text += text_size(message.text)
         self.messages.extend(taken)
         if cut or len(taken) < len(messages):
             # Cut short: the client is complete only up to the last message it got.
@@ -79,6 +92,14 @@ class ChatHandlers:
         self.pool = pool
         self.sequencer = sequencer
         self.reader = reader
+        self.routes = FrameTable(
+            "chat_service", ChatFrame,
+            Route(OpenDialog, self.open_dialog),
+            Route(ListDialogs, self.list_dialogs),
+            Route(Send, self.send),
+            Route(History, self.history),
+            Route(Sync, self.sync),
+        )
 
     async def handle(self, request: Request, outbox: Outbox) -> None:
         user = request.user
@@ -86,22 +107,11 @@ class ChatHandlers:
             raise RequestError("unauthenticated", "log in first")
         frame = request.frame
         try:
-            if isinstance(frame, Send):
-                await self.send(user, frame, request, outbox)
-            elif isinstance(frame, OpenDialog):
-                await self.open_dialog(user, frame, outbox)
-            elif isinstance(frame, ListDialogs):
-                await self.list_dialogs(user, outbox)
-            elif isinstance(frame, History):
-                await self.history(user, frame, outbox)
-            elif isinstance(frame, Sync):
-                await self.sync(user, frame, outbox)
-            else:
-                raise RequestError("unknown_type", f"chat_service does not handle {type(frame).__name__}")
+            await self.routes.handler(frame)(frame, user, request, outbox)
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"database unreachable ({type(exc).__name__})") from exc
 
-    async def send(self, user: UserRef, frame: Send, request: Request, outbox: Outbox) -> None:
+    async def send(self, frame: Send, user: UserRef, request: Request, outbox: Outbox) -> None:
         key = self._member_key(user, frame.dialog_id)
         text = frame.text.strip()
         if not text:
@@ -127,7 +137,7 @@ class ChatHandlers:
         # The script published the `sent` reply and acknowledged the request.
         outbox.answered = True
 
-    async def open_dialog(self, user: UserRef, frame: OpenDialog, outbox: Outbox) -> None:
+    async def open_dialog(self, frame: OpenDialog, user: UserRef, request: Request, outbox: Outbox) -> None:
         if "\x00" in frame.username:
             # PostgreSQL refuses NUL in a query parameter; the request would fail until dead-lettered.
             raise RequestError("invalid", "username: expected no NUL (U+0000) characters")
@@ -141,12 +151,12 @@ class ChatHandlers:
         info = DialogInfo(id=opened.key.id, peer=opened.peer, created=opened.created)
         outbox.reply(DialogReply(dialog=info))
 
-    async def list_dialogs(self, user: UserRef, outbox: Outbox) -> None:
+    async def list_dialogs(self, frame: ListDialogs, user: UserRef, request: Request, outbox: Outbox) -> None:
         peers = await store.list_dialogs(self.pool, user.id)
         dialogs = [DialogInfo(id=DialogKey.of(user.id, peer.id).id, peer=peer) for peer in peers]
         outbox.reply(DialogsReply(dialogs=dialogs))
 
-    async def history(self, user: UserRef, frame: History, outbox: Outbox) -> None:
+    async def history(self, frame: History, user: UserRef, request: Request, outbox: Outbox) -> None:
         key = self._member_key(user, frame.dialog_id)
         limit = min(frame.limit or self.settings.history_default_limit, self.settings.history_max_limit)
         if not await store.dialog_exists(self.pool, key):
@@ -154,7 +164,7 @@ class ChatHandlers:
         messages = await self.reader.page(key, before=frame.before_seq, limit=limit)
         outbox.reply(HistoryReply(dialog_id=key.id, messages=messages))
 
-    async def sync(self, user: UserRef, frame: Sync, outbox: Outbox) -> None:
+    async def sync(self, frame: Sync, user: UserRef, request: Request, outbox: Outbox) -> None:
         wanted = await self._sync_positions(user, frame)
         batch = SyncBatch()
         for dialog_id, seq in sorted(wanted.items()):

@@ -4,27 +4,16 @@ reply and the request's acknowledgement move together or not at all."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 
-import msgspec
-
+from chat_service.accept import SCRIPT, SHA, AcceptCall
+from chat_service.send_frames import send_pieces
 from chatkit import keys
 from chatkit.dialogs import DialogKey
-from chatkit.envelopes import ENTRY_FIELD
 from chatkit.redis import RedisClient
-from chatkit.wire import Message, UserRef
-
-_encode = msgspec.json.Encoder().encode
-
-# The seq placeholder the message template is split at; msgspec writes fields in declaration
-# order, and the only fields before `seq` are a uuid and a dialog id, which cannot contain it.
-_SEQ_MARK = b'"seq":0,'
-_SCRIPT = resources.files("chat_service").joinpath("accept.lua").read_text()
-_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
+from chatkit.wire import UserRef, wire_time
 
 
 class FloorNeeded(Exception):
@@ -57,39 +46,28 @@ class Sequencer:
     ) -> None:
         """Accept the message (or find the one this client_msg_id made); the script itself
         answers the sender and acknowledges the request."""
-        message = Message(
-            id=str(uuid.uuid4()), dialog_id=key.id, seq=0, sender=sender, text=text,
-            sent_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        # Per send only what varies is encoded (chat_service.send_frames); the script joins it.
+        (message_before_seq, message_after_seq, event_before_seq, reply_before_message,
+         reply_after_message) = send_pieces(
+            str(uuid.uuid4()), key.id, sender, text, wire_time(datetime.now(UTC)),
+            origin.conn, client_msg_id, origin.ref,
         )
-        before, after = _encode(message).split(_SEQ_MARK, 1)
-        # The event repeats the dialog and seq outside the frame, so gateways can order and
-        # de-duplicate without decoding the message.
-        event_before = b'{"frame":{"type":"message","message":'
-        event_after = (
-            b'},"skip_conn":' + _encode(origin.conn) + b',"dialog_id":' + _encode(key.id) + b',"seq":'
+        call = AcceptCall(
+            seq_counter=keys.dialog_seq(key.id),
+            idempotency_record=keys.client_msg_id(key.id, sender.id, client_msg_id),
+            pending=keys.dialog_pending(key.id),
+            lo_channel=keys.user_channel(key.lo),
+            hi_channel=keys.user_channel(key.hi),
+            gateway_channel=keys.gateway_channel(origin.gateway),
+            message_before_seq=message_before_seq,
+            message_after_seq=message_after_seq,
+            event_before_seq=event_before_seq,
+            reply_before_message=reply_before_message,
+            reply_after_message=reply_after_message,
+            idempotency_ttl=self.client_msg_id_ttl,
+            seq_floor="" if floor is None else floor,
+            request_entry_id=origin.entry_id,
         )
-        ref = b"" if origin.ref is None else b',"ref":' + _encode(origin.ref)
-        reply_before = (
-            b'{"conn":' + _encode(origin.conn) + b',"answers":"send","frame":{"type":"sent","client_msg_id":'
-            + _encode(client_msg_id) + ref + b',"message":'
-        )
-        outcome = await self.pipeline.eval_script(
-            _SHA, _SCRIPT,
-            keys=[
-                keys.dialog_seq(key.id),
-                keys.client_msg_id(key.id, sender.id, client_msg_id),
-                keys.dialog_pending(key.id),
-                keys.MESSAGES,
-                keys.user_channel(key.lo),
-                keys.user_channel(key.hi),
-                keys.gateway_channel(origin.gateway),
-                keys.CHAT_REQUESTS,
-            ],
-            args=[
-                before + b'"seq":', b"," + after, event_before, event_after,
-                self.client_msg_id_ttl, "" if floor is None else floor, ENTRY_FIELD,
-                reply_before, b"}}", keys.CHAT_GROUP, origin.entry_id,
-            ],
-        )
+        outcome = await self.pipeline.eval_script(SHA, SCRIPT, keys=call.keys(), args=call.args())
         if outcome == -1:
             raise FloorNeeded(key.id)

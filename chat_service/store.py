@@ -9,7 +9,7 @@ import asyncpg
 
 from chatkit.db import dialog_table_ddl, lock_dialog
 from chatkit.dialogs import DialogKey
-from chatkit.wire import Message, UserRef
+from chatkit.wire import Message, UserRef, wire_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,7 @@ async def stored_messages(
         Message(
             id=str(row["id"]), dialog_id=key.id, seq=row["seq"],
             sender=UserRef(id=row["sender_id"], username=row["username"]), text=row["text"],
-            sent_at=row["sent_at"].isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            sent_at=wire_time(row["sent_at"]),
         )
         for row in rows
     ]

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 PREFIX = "CHAT_"
+# The web chat's static files (index.html, modules, CSS), in the source tree beside the packages.
+DEFAULT_SITE_DIR = Path(__file__).resolve().parent.parent / "infra" / "site"
 
 
 class SettingsError(ValueError):
@@ -26,6 +28,10 @@ class Settings:
     port: int = 8000
     # Launcher only: how many gateways to start, on consecutive ports from `port`.
     gateways: int = 1
+    # Launcher only: 1 runs the machine's nginx in front of the gateways, from infra/nginx.conf
+    # (devstack/nginx.py), on this port of 127.0.0.1.
+    nginx: int = 0
+    nginx_port: int = 8080
     # Launcher only: where embedded servers keep their data between runs.
     data_dir: Path = Path(".chat")
     # HMAC secret for login tokens; every auth_service replica needs the same one.
@@ -65,6 +71,8 @@ class Settings:
     # this long makes a new message. Each record holds the message, so this bounds Redis memory.
     client_msg_id_ttl_seconds: int = 24 * 3600
     log_level: str = "INFO"
+    # Gateway: the directory served at `/` (the web chat). Missing: the gateway serves no site.
+    site_dir: Path = dataclasses.field(default_factory=lambda: DEFAULT_SITE_DIR)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

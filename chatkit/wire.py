@@ -8,7 +8,9 @@ handlers only ever see these typed objects.
 
 from __future__ import annotations
 
-from typing import Annotated
+import typing
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import msgspec
 
@@ -79,15 +81,43 @@ class Sync(Frame, tag="sync"):
     dialogs: dict[DialogId, Seq] | None = None
 
 
-ClientFrame = Register | Login | Auth | Rename | OpenDialog | ListDialogs | Send | History | Sync
-
-CLIENT_FRAME_TYPES: tuple[str, ...] = (
-    "register", "login", "auth", "rename", "open_dialog", "dialogs", "send", "history", "sync",
-)
+# Which service handles a frame, and whether it needs a logged-in connection, is said here
+# once, by these unions; the gateway's routing sets and each service's dispatch table derive
+# from them.
 # Frames accepted before the connection belongs to a user.
-ANONYMOUS_FRAME_TYPES = frozenset({"register", "login", "auth"})
-# Frames handled by auth_service; every other one goes to chat_service.
-AUTH_FRAME_TYPES = frozenset({"register", "login", "auth", "rename"})
+AnonymousFrame = Register | Login | Auth
+# Frames handled by auth_service.
+AuthFrame = AnonymousFrame | Rename
+# Frames handled by chat_service.
+ChatFrame = OpenDialog | ListDialogs | Send | History | Sync
+ClientFrame = AuthFrame | ChatFrame
+
+
+def frame_classes(union: Any) -> tuple[type[Frame], ...]:
+    """The frame structs of a union of them (or of one struct), in the union's order."""
+    members = typing.get_args(union) or (union,)
+    for member in members:
+        if not (isinstance(member, type) and issubclass(member, Frame)):
+            raise TypeError(f"expected a union of client frame structs, got {member!r} in {union!r}")
+    return members
+
+
+def frame_tag(frame: type[Frame] | Frame) -> str:
+    """A frame struct's ``type`` on the wire."""
+    tag = frame.__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"expected a frame struct with a string tag, got {frame!r} tagged {tag!r}")
+    return tag
+
+
+def frame_tags(union: Any) -> tuple[str, ...]:
+    """The ``type`` of each frame of a union, in the union's order."""
+    return tuple(frame_tag(member) for member in frame_classes(union))
+
+
+CLIENT_FRAME_TYPES = frame_tags(ClientFrame)
+ANONYMOUS_FRAME_TYPES = frozenset(frame_tags(AnonymousFrame))
+AUTH_FRAME_TYPES = frozenset(frame_tags(AuthFrame))
 
 # --- server → client -------------------------------------------------------------------
 
@@ -101,6 +131,16 @@ class UserInfo(msgspec.Struct):
     id: int
     username: str
     email: str
+
+
+def wire_time(when: datetime) -> str:
+    """A moment as the wire writes it (``sent_at``): ISO 8601 in UTC, milliseconds, "Z" for the
+    offset, e.g. ``2026-11-27T13:44:03.123Z``."""
+    if when.tzinfo is not UTC:
+        if when.tzinfo is None:
+            raise ValueError(f"expected a datetime with a time zone, got a naive one ({when.isoformat()})")
+        when = when.astimezone(UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Message(msgspec.Struct):

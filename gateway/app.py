@@ -1,5 +1,6 @@
 """The gateway's ASGI app: WebSocket `/ws`, `GET /healthz` (Redis reachable) and
-`GET /readyz` (Redis reachable and subscribed: safe to route clients here).
+`GET /readyz` (Redis reachable and subscribed: safe to route clients here), and the web chat's
+static files at `/` (CHAT_SITE_DIR).
 
 `/ws` is served on the bare ASGI callables, in front of FastAPI: a connection lives for hours
 and there are 10,000 of them per gateway, and going through FastAPI would keep, per connection,
@@ -9,18 +10,25 @@ WebSocket on any other path."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive as HttpReceive
+from starlette.types import Scope as HttpScope
+from starlette.types import Send as HttpSend
+from starlette.websockets import WebSocketClose
 
 from chatkit.settings import Settings
-from gateway.connections import Scope, Send
-from gateway.node import GatewayNode, Receive
+from gateway.node import GatewayNode
+from gateway.types import ASGIReceive, ASGISend, Scope
 
 WS_PATH = "/ws"
+log = logging.getLogger(__name__)
 
 
 class GatewayApp:
@@ -30,7 +38,7 @@ class GatewayApp:
         self.node = node
         self.http = http
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] == "websocket" and scope["path"] == WS_PATH:
             await self.node.serve_socket(scope, receive, send)
         else:
@@ -68,4 +76,20 @@ def http_app(node: GatewayNode) -> FastAPI:
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    site = node.settings.site_dir
+    if site.is_dir():
+        # Mounted last: the routes above win; any other GET looks for a file, else 404.
+        app.mount("/", _Site(directory=site, html=True), name="site")
+    else:
+        log.info("no site served at /: %s is not a directory (CHAT_SITE_DIR)", site)
     return app
+
+
+class _Site(StaticFiles):
+    """The site's files over HTTP only: a WebSocket on any path but /ws is still refused (403)."""
+
+    async def __call__(self, scope: HttpScope, receive: HttpReceive, send: HttpSend) -> None:
+        if scope["type"] != "http":
+            await WebSocketClose()(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

@@ -1,14 +1,15 @@
 """Connections held by this gateway, and which user each belongs to.
 
-A connection writes each frame straight to its socket when nothing is waiting to go out (see
-gateway/inline.py); only while the transport is paused do frames wait, in a bounded deque
-drained by a writer task that exists just for that time. So a client that stops reading can
-neither block delivery to others nor grow the gateway's memory: when ``queue_limit`` frames wait
-it is closed with code 4008 and must `sync` when it comes back.
+A connection only writes. It writes each frame straight to its socket when nothing is waiting
+to go out (see gateway/inline.py); only while the transport is paused do frames wait, in a
+bounded deque drained by a writer task that exists just for that time. So a client that stops
+reading can neither block delivery to others nor grow the gateway's memory: when
+``queue_limit`` frames wait it is closed with code 4008 and must `sync` when it comes back.
+What it is owed (sync holds, de-duplication) is gateway/delivery.py's, kept in ``delivery``
+and used by gateway/relay.py.
 
 An idle connection is most of what a gateway holds (10,000 of them per process), so it is kept
-small: ``__slots__``, and the sync bookkeeping (gate, positions, live seqs) and the deque are
-created only when first needed."""
+small: ``__slots__``, and the delivery state and the deque are created only when first needed."""
 
 from __future__ import annotations
 
@@ -17,25 +18,23 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chatkit.wire import UserRef
+from gateway.delivery import DeliveryState
 from gateway.inline import Step, first_step, resume
-from gateway.sync_gate import Held, SyncGate, without_held
+from gateway.types import ASGISend
 
 log = logging.getLogger(__name__)
 
-# Application close codes (4000-4999 are the application's own, RFC 6455 §7.4.2).
+# Close codes (docs/PROTOCOL.md; 4000-4999 are the application's own, RFC 6455 §7.4.2).
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_GOING_AWAY = 1001
+SLOW_CONSUMER_REASON = "too slow: reconnect and sync"
 
-Scope = MutableMapping[str, Any]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Abort = Callable[[Scope], bool]
-
-# Live seqs remembered per dialog on one connection, to keep a sync from repeating them.
-LIVE_SEQS_KEPT = 1024
+# Drops the TCP connection at once (the server's transport abort, see gateway/types.py).
+Abort = Callable[[], None]
 
 # How long a closing handshake may take before the connection is dropped outright.
 CLOSE_GRACE_SECONDS = 2.0
@@ -43,13 +42,11 @@ CLOSE_GRACE_SECONDS = 2.0
 
 class Connection:
     __slots__ = (
-        "_abort", "_closer", "_complete", "_gate", "_limit", "_live", "_pending", "_send", "_writer",
-        "closing", "id", "scope", "user",
+        "_abort", "_closer", "_limit", "_pending", "_send", "_writer", "closing", "delivery", "id", "user",
     )
 
-    def __init__(self, conn_id: str, scope: Scope, send: Send, queue_limit: int, abort: Abort) -> None:
+    def __init__(self, conn_id: str, send: ASGISend, queue_limit: int, abort: Abort) -> None:
         self.id = conn_id
-        self.scope = scope
         self._send = send
         self._abort = abort
         self._limit = queue_limit
@@ -59,12 +56,12 @@ class Connection:
         # Frames waiting while the transport is paused, and the task writing them.
         self._pending: deque[bytes] | None = None
         self._writer: asyncio.Task[None] | None = None
-        # While a `sync` is in flight, live events wait in the gate (see SyncGate). What this
-        # connection has, so that nothing reaches it twice: per dialog, the seq it is complete
-        # up to (from sync), and the seqs pushed live above that.
-        self._gate: SyncGate | None = None
-        self._complete: dict[str, int] | None = None
-        self._live: dict[str, set[int]] | None = None
+        # What this connection is owed: created by the relay on first use (gateway/delivery.py).
+        self.delivery: DeliveryState | None = None
+
+    @property
+    def queue_limit(self) -> int:
+        return self._limit
 
     def push(self, frame: bytes, *, ephemeral: bool = False) -> None:
         """Send one encoded frame, or queue it behind those waiting; a client too slow to take
@@ -81,71 +78,14 @@ class Connection:
         if pending is None:
             pending = self._pending = deque()
         if len(pending) >= self._limit:
-            log.warning("connection %s stopped reading; closing it", self.id)
-            self.close(CLOSE_SLOW_CONSUMER, "too slow: reconnect and sync", force=True)
+            self.close_slow()
             return
         pending.append(frame)
 
-    def begin_sync(self) -> None:
-        if self._gate is None:
-            self._gate = SyncGate()
-        self._gate.begin()
-
-    def deliver_event(self, item: Held) -> None:
-        """A live event: held back while a sync is in flight, dropped if this connection
-        already has it, else sent."""
-        gate = self._gate
-        if gate is not None and gate.holding:
-            if not gate.hold(item, self._limit):
-                self.close(CLOSE_SLOW_CONSUMER, "too slow: reconnect and sync", force=True)
-            return
-        if item.dialog_id is not None and item.seq is not None:
-            if self._complete is not None and item.seq <= self._complete.get(item.dialog_id, 0):
-                return
-            if self._live is None:
-                self._live = {}
-            seen = self._live.setdefault(item.dialog_id, set())
-            if item.seq in seen:
-                return
-            if len(seen) >= LIVE_SEQS_KEPT:
-                # Forget the oldest half: a client this far from a sync has older gaps to fill.
-                for seq in sorted(seen)[: LIVE_SEQS_KEPT // 2]:
-                    seen.discard(seq)
-            seen.add(item.seq)
-        self.push(item.frame)
-
-    def sync_reply(self, frame: bytes, positions: dict[str, int]) -> None:
-        """Send a sync reply without what this connection already got live, then release the
-        events held while it was in flight."""
-        complete = self._complete if self._complete is not None else {}
-        live = self._live if self._live is not None else {}
-        self.push(without_held(frame, complete, live))
-        for dialog_id, seq in positions.items():
-            upto = complete[dialog_id] = max(seq, complete.get(dialog_id, 0))
-            seen = live.get(dialog_id)
-            if seen is not None:
-                seen.difference_update([s for s in seen if s <= upto])
-                if not seen:
-                    del live[dialog_id]
-        if complete and self._complete is None:
-            self._complete = complete
-        if not live:
-            self._live = None
-        self._release(positions)
-
-    def abort_sync(self) -> None:
-        """The sync never reached a service: release what it held, unfiltered."""
-        self._release({})
-
-    def _release(self, positions: dict[str, int]) -> None:
-        gate = self._gate
-        if gate is None:
-            return
-        released = gate.release(positions)
-        if not gate.holding:
-            self._gate = None  # back to idle: the next sync gets a fresh one
-        for item in released:
-            self.deliver_event(item)
+    def close_slow(self) -> None:
+        """The client stopped reading: close with 4008, and drop it if it cannot be told."""
+        log.warning("connection %s stopped reading; closing it", self.id)
+        self.close(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON, force=True)
 
     def close(self, code: int, reason: str, *, force: bool = False) -> None:
         """Close with a code; with ``force``, drop the TCP connection if the peer has not
@@ -207,7 +147,8 @@ class Connection:
             # A graceful close waits for the send buffer to drain, which a peer that stopped
             # reading never lets happen: give it the grace period, then drop the connection.
             await asyncio.sleep(CLOSE_GRACE_SECONDS)
-            self._abort(self.scope)
+            self._abort()
+            log.info("aborted connection %s", self.id)
 
 
 OnUserChange = Callable[[int], Awaitable[None]]
@@ -226,8 +167,8 @@ class Registry:
         self._on_first = on_first
         self._on_last = on_last
 
-    def add(self, scope: Scope, send: Send, queue_limit: int, abort: Abort) -> Connection:
-        conn = Connection(f"{self.gateway_id}.{next(self._ids)}", scope, send, queue_limit, abort)
+    def add(self, send: ASGISend, queue_limit: int, abort: Abort) -> Connection:
+        conn = Connection(f"{self.gateway_id}.{next(self._ids)}", send, queue_limit, abort)
         self.connections[conn.id] = conn
         return conn
 

@@ -1,9 +1,11 @@
 """Running an ASGI ``send`` without a task of its own.
 
-uvicorn's ``send`` only suspends while the transport is paused (its write buffer is over the
-high-water mark); otherwise it writes and returns in its first step. So a connection runs that
+The server's ``send`` only suspends while the transport is paused (its write buffer is over the
+high-water mark); otherwise it writes and returns in its first step (for uvicorn, assumption 4
+in gateway/server.py, checked by tests/test_uvicorn_contract.py). So a connection runs that
 first step inline, from whoever pushed the frame, and only a send that really has to wait gets
-a task: an idle connection owns no task, no queue, no coroutine frame."""
+a task: an idle connection owns no task, no queue, no coroutine frame. Were the premise false,
+frames would still go out in order, each send that suspends getting a task."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -18,15 +17,14 @@ from chatkit.redis import REDIS_DOWN, RedisClient
 from chatkit.settings import Settings
 from chatkit.wire import Sync
 from gateway.broker_redis import RedisBroker
-from gateway.connections import CLOSE_GOING_AWAY, CLOSE_GRACE_SECONDS, Connection, Registry, Scope, Send
+from gateway.connections import Connection, Registry
 from gateway.protocol import Forward, error_frame, route
-from gateway.relay import Relay
+from gateway.relay import Relay, sync_failed, sync_started
+from gateway.types import ASGIReceive, ASGISend, Scope, transport_abort
 
 log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 BINARY_FRAME_ERROR = error_frame("bad_frame", "expected a text frame, got a binary one")
 
@@ -47,8 +45,6 @@ class GatewayNode:
         self.registry = Registry(self.id, self._subscribe_user, self._unsubscribe_user)
         self.relay = Relay(self.broker, self.registry, self.channel)
         self._relay_task: asyncio.Task[None] | None = None
-        # uvicorn's record of open connections, set by gateway.server.build_server.
-        self.server_state: Any = None
 
     async def start(self) -> None:
         await self.broker.subscribe(self.channel)
@@ -57,11 +53,7 @@ class GatewayNode:
         log.info("gateway %s up", self.id)
 
     async def stop(self) -> None:
-        for conn in list(self.registry.connections.values()):
-            conn.close(CLOSE_GOING_AWAY, "gateway shutting down")
-        closers = [c.closer for c in self.registry.connections.values() if c.closer is not None]
-        if closers:
-            await asyncio.wait(closers, timeout=CLOSE_GRACE_SECONDS)
+        # The server has closed every client with 1001 by now (gateway/server.py).
         if self._relay_task is not None:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -76,29 +68,13 @@ class GatewayNode:
         except REDIS_DOWN:  # OSError covers TimeoutError and ConnectionError too
             return False
 
-    def abort_transport(self, scope: Scope) -> bool:
-        """Drop a connection at the TCP level. A close frame to a peer that stopped reading
-        never leaves the send buffer, and ASGI has no abort; without this the socket and its
-        buffered frames would stay until the peer's TCP stack gave up."""
-        # The peer address names the TCP connection.
-        client = scope.get("client")
-        for protocol in list(getattr(self.server_state, "connections", ())):
-            own = getattr(protocol, "scope", None)
-            if isinstance(own, dict) and own.get("type") == "websocket" and own.get("client") == client:
-                protocol.transport.abort()
-                log.info("aborted the connection of %s", client)
-                return True
-        return False  # already closed
-
-    async def serve_socket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """One `/ws` connection, on the bare ASGI callables (see gateway/app.py)."""
+    async def serve_socket(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        """One `/ws` connection, on the bare ASGI callables (see gateway/app.py). No header is
+        read here: the server lets them go at accept (gateway/server.py)."""
         if (await receive())["type"] != "websocket.connect":
             return
-        # The handshake's headers are not read past this point; uvicorn keeps the scope for
-        # the connection's life, so letting them go saves about 1 KB per connection.
-        scope["headers"] = ()
         await send({"type": "websocket.accept"})
-        conn = self.registry.add(scope, send, self.settings.send_queue_limit, self.abort_transport)
+        conn = self.registry.add(send, self.settings.send_queue_limit, transport_abort(scope))
         try:
             while True:
                 message = await receive()
@@ -122,7 +98,7 @@ class GatewayNode:
         request = Request(gateway=self.id, conn=conn.id, user=conn.user, frame=action.frame)
         is_sync = isinstance(action.frame, Sync)
         if is_sync:
-            conn.begin_sync()
+            sync_started(conn)
         # Not awaited: the pipeline keeps this connection's frames in order, and the next
         # frame need not wait for this one's round trip. A deep backlog is the exception.
         added = self.pipeline.call(
@@ -140,7 +116,7 @@ class GatewayNode:
         log.warning("could not forward a request: %s", done.exception())
         conn.push(error_frame("unavailable", "the service is unreachable; try again shortly", ref=ref))
         if is_sync:
-            conn.abort_sync()
+            sync_failed(conn)
 
     async def _subscribe_user(self, user_id: int) -> None:
         await self.broker.subscribe(keys.user_channel(user_id))

@@ -20,6 +20,7 @@ from chatkit.wire import (
     ClientFrame,
     Error,
     UserRef,
+    frame_tag,
 )
 
 _decode_frame = msgspec.json.Decoder(ClientFrame).decode
@@ -55,7 +56,7 @@ def route(data: str | bytes, user: UserRef | None) -> Forward | Reject:
         frame = parse(data)
     except RequestError as exc:
         return Reject(error_frame(exc.code, exc.message, ref=_salvage_ref(data)))
-    kind = frame_type(frame)
+    kind = frame_tag(frame)
     if user is None and kind not in ANONYMOUS_FRAME_TYPES:
         return Reject(error_frame("unauthenticated", f"log in first: {kind!r} needs a logged-in connection",
                                   ref=frame.ref))
@@ -72,12 +73,6 @@ def parse(data: str | bytes) -> ClientFrame:
     except msgspec.DecodeError as exc:
         raise RequestError("bad_frame", f"expected one JSON object, got invalid JSON ({exc})") from None
     return frame
-
-
-def frame_type(frame: ClientFrame) -> str:
-    tag = type(frame).__struct_config__.tag
-    assert isinstance(tag, str)
-    return tag
 
 
 def error_frame(code: str, message: str, *, ref: str | None = None) -> bytes:

@@ -1,5 +1,7 @@
 """Delivering what arrives on the broker to this gateway's connections: replies to one
-connection (the gateway's own channel) and events for every connection of a user."""
+connection (the gateway's own channel) and events for every connection of a user. What a
+connection is owed (held while it syncs, never twice) is decided by its DeliveryState
+(gateway/delivery.py); the connection writes what that lets through."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from chatkit import keys
 from chatkit.envelopes import ConnReply, UserEvent
 from chatkit.wire import Resync
 from gateway.broker import Broker, Delivery, Resubscribed
-from gateway.connections import Registry
-from gateway.sync_gate import Held
+from gateway.connections import Connection, Registry
+from gateway.delivery import DeliveryState, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +63,58 @@ class Relay:
         if reply.identity is not None:
             conn.user = reply.identity
         if reply.answers == "sync":
-            conn.sync_reply(bytes(reply.frame), reply.positions or {})
+            deliver_sync_reply(conn, bytes(reply.frame), reply.positions or {})
         else:
             conn.push(bytes(reply.frame))
 
     def _event(self, user_id: int, event: UserEvent) -> None:
         if event.identity is not None:
             self.registry.rename(event.identity)
-        if event.ephemeral:
-            frame = bytes(event.frame)
-            for conn in self.registry.of_user(user_id):
-                if conn.id != event.skip_conn:
-                    conn.push(frame, ephemeral=True)
-            return
-        item = Held(bytes(event.frame), event.dialog_id, event.seq)
+        frame = bytes(event.frame)
         for conn in self.registry.of_user(user_id):
-            if conn.id != event.skip_conn:
-                conn.deliver_event(item)
+            if conn.id == event.skip_conn:
+                continue
+            if event.ephemeral:  # not a message: never held, never remembered
+                conn.push(frame, ephemeral=True)
+            else:
+                deliver_live(conn, frame, event.dialog_id, event.seq)
+
+
+def deliver_live(conn: Connection, frame: bytes, dialog_id: str | None, seq: int | None) -> None:
+    """A live event for one connection: written, dropped as a duplicate, or held while a sync
+    is in flight (a connection holding too many is too slow: closed with 4008)."""
+    state = conn.delivery
+    if state is None:
+        if dialog_id is None or seq is None:
+            conn.push(frame)  # nothing to remember: no state for it
+            return
+        state = conn.delivery = DeliveryState(conn.queue_limit)
+    verdict = state.live(frame, dialog_id, seq)
+    if verdict is Verdict.SEND:
+        conn.push(frame)
+    elif verdict is Verdict.OVERFLOW:
+        conn.close_slow()
+
+
+def sync_started(conn: Connection) -> None:
+    """A `sync` is on its way to a service: live events wait for its reply."""
+    _state(conn).begin_sync()
+
+
+def deliver_sync_reply(conn: Connection, frame: bytes, positions: dict[str, int]) -> None:
+    """A `sync`'s reply, minus what the connection got live, then what was held meanwhile."""
+    for out in _state(conn).sync_reply(frame, positions):
+        conn.push(out)
+
+
+def sync_failed(conn: Connection) -> None:
+    """The `sync` never reached a service: what it held goes out now."""
+    if conn.delivery is not None:
+        for frame in conn.delivery.sync_failed():
+            conn.push(frame)
+
+
+def _state(conn: Connection) -> DeliveryState:
+    if conn.delivery is None:
+        conn.delivery = DeliveryState(conn.queue_limit)
+    return conn.delivery

@@ -1,44 +1,74 @@
-"""uvicorn configuration for a gateway, shared by `python -m gateway` and the tests."""
+"""Everything the gateway knows about uvicorn, in this one module.
+
+Tested against the uvicorn range pinned in pyproject.toml; tests/test_uvicorn_contract.py runs
+a real uvicorn server and fails, naming the assumption, when an upgrade breaks one of these:
+
+1. PROTOCOL CLASS: WebSockets are served by uvicorn's sans-I/O implementation (new in uvicorn
+   0.35), subclassed below as WebSocketProtocol. Its module is private (no public name for the
+   class exists); this is the only module importing it.
+2. HANDSHAKE RELEASE: the protocol keeps the parsed upgrade request and its 101 response
+   (``request``, ``response``, headers and all) and the scope (with its headers) for the
+   connection's life, but reads the first two only while answering the handshake and the
+   gateway reads no header after it: once the accept is sent all three are let go (about 2 KB
+   per idle connection, docs/PERFORMANCE.md).
+3. ABORT HANDLE: the protocol's ``transport.abort`` drops the TCP connection at once; at accept
+   it is put in the scope (gateway.types.ABORT_KEY), where the connection takes it from.
+4. SEND INLINE: ``send`` of a ``websocket.send`` writes and returns in its first step unless the
+   transport is paused (its write buffer over the high-water mark); gateway/inline.py runs that
+   first step from whoever pushed a frame, and gives a task only to a send that has to wait.
+5. GOING AWAY: on shutdown uvicorn closes each open WebSocket with 1012 (service restart); the
+   gateway promises 1001 (docs/PROTOCOL.md), so the protocol's shutdown says 1001.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import uvicorn
+
+# (1) A private module: see above.
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from chatkit.settings import Settings
-from gateway.app import GatewayApp, create_app
+from gateway.app import create_app
+from gateway.connections import CLOSE_GOING_AWAY
+from gateway.types import ABORT_KEY
 
 # Client frames are small; a 64 KiB cap keeps one hostile frame from costing megabytes.
 MAX_FRAME_BYTES = 64 * 1024
+GOING_AWAY_REASON = "gateway shutting down"
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol, letting go of the handshake once it is answered.
-
-    uvicorn keeps the parsed upgrade request and its 101 response (both with their headers) for
-    the connection's life, and reads them only while answering the handshake: at 10,000 idle
-    connections that is about 2 KB each of the 20 the gateway may spend (docs/PERFORMANCE.md)."""
+    """uvicorn's sans-I/O WebSocket protocol, letting go of the handshake once it is answered,
+    handing the app an abort, and saying 1001 on shutdown (points 2, 3 and 5 above)."""
 
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message["type"] == "websocket.accept" and self.handshake_complete:
             del self.request, self.response
+            scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+            scope["headers"] = ()
+            scope[ABORT_KEY] = self.transport.abort
+
+    def shutdown(self) -> None:
+        # uvicorn's own shutdown, but for the close code and its reason.
+        if self.close_sent or not self.handshake_complete or self.initial_response is not None:
+            super().shutdown()
+            return
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_GOING_AWAY})
+        self.conn.send_close(CLOSE_GOING_AWAY, GOING_AWAY_REASON)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.transport.close()
 
 
 def build_server(settings: Settings, **overrides: object) -> uvicorn.Server:
-    """A uvicorn server for the gateway, whose app can abort its own connections (see
-    GatewayNode.abort_transport)."""
-    config = uvicorn_config(settings, **overrides)
-    server = uvicorn.Server(config)
-    app = config.app
-    assert isinstance(app, GatewayApp)
-    app.node.server_state = server.server_state
-    return server
+    """A uvicorn server for the gateway."""
+    return uvicorn.Server(uvicorn_config(create_app(settings), settings, **overrides))
 
 
-def uvicorn_config(settings: Settings, **overrides: object) -> uvicorn.Config:
+def uvicorn_config(app: Any, settings: Settings, **overrides: object) -> uvicorn.Config:
     options: dict[str, object] = {
         "host": settings.host,
         "port": settings.port,
@@ -57,4 +87,4 @@ def uvicorn_config(settings: Settings, **overrides: object) -> uvicorn.Config:
         "timeout_graceful_shutdown": 5,
     }
     options.update(overrides)
-    return uvicorn.Config(create_app(settings), **options)  # type: ignore[arg-type]
+    return uvicorn.Config(app, **options)  # type: ignore[arg-type]

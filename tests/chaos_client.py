@@ -1,13 +1,15 @@
 """A chat user that survives anything the chaos tests do: one connection at a time to any
 gateway, reconnecting and syncing as docs/PROTOCOL.md tells clients to, resending with the
-same client_msg_id until acknowledged, and recording every delivery per connection."""
+same client_msg_id until acknowledged, and recording every delivery per connection and every
+error frame it was answered with (an `internal` one is retried too, but counted: the test
+decides how many a fault may cause)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +33,13 @@ class Participant:
         self.deliveries: list[dict[str, list[int]]] = []
         # per connection: dialog -> seqs pushed live, in arrival order
         self.pushes: list[dict[str, list[int]]] = []
-        self.acked: dict[str, dict[int, str]] = defaultdict(dict)
+        # per dialog: client_msg_id -> the message its `sent` carried
+        self.acked: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        # error codes the server answered with, and the `internal` frames themselves
+        self.errors: Counter[str] = Counter()
+        self.internal: list[dict[str, Any]] = []
+        # per connection: the gateway URL it was made to
+        self.connected_to: list[str] = []
         self.resyncs = 0
         self._connected = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
@@ -82,6 +90,7 @@ class Participant:
             try:
                 message = await client.send(dialog_id, text, cmid)
             except ServerError as exc:
+                self._count(exc)
                 if exc.code not in ("unavailable", "internal"):
                     raise
                 await asyncio.sleep(0.2)
@@ -89,10 +98,20 @@ class Participant:
             except RETRYABLE:
                 await asyncio.sleep(0.05)
                 continue
-            self.acked[dialog_id][message["seq"]] = message["id"]
+            self.acked[dialog_id][cmid] = message
             self.have[dialog_id].add(message["seq"])
             return message
         raise AssertionError(f"{self.name}: send to {dialog_id} never acknowledged")
+
+    @property
+    def live(self) -> int:
+        """How many messages were pushed live to this participant, on all its connections."""
+        return sum(len(seqs) for pushed in self.pushes for seqs in pushed.values())
+
+    def _count(self, exc: ServerError) -> None:
+        self.errors[exc.code] += 1
+        if exc.code == "internal":
+            self.internal.append(exc.frame)
 
     async def sync(self) -> None:
         client = self.client
@@ -108,6 +127,21 @@ class Participant:
             positions = reply["dialogs"]
             if not reply.get("more"):
                 return
+
+    async def _sync_until_done(self, client: ChatClient) -> None:
+        """Sync as a client must after a `resync`: again until it succeeds, or until the
+        connection is gone (the reconnect syncs then)."""
+        while not client.closed:
+            try:
+                await self.sync()
+                return
+            except ServerError as exc:
+                self._count(exc)
+                if exc.code not in ("unavailable", "internal"):
+                    raise
+            except RETRYABLE:
+                pass
+            await asyncio.sleep(0.2)
 
     async def _connect(self) -> None:
         self._connected.clear()
@@ -128,10 +162,16 @@ class Participant:
                 await client.auth(self.token)
                 self.client = client
                 self.connections += 1
+                self.connected_to.append(url)
                 self.deliveries.append(defaultdict(list))
                 self.pushes.append(defaultdict(list))
                 await self.sync()
-            except (*RETRYABLE, ServerError):
+            except ServerError as exc:
+                self._count(exc)
+                await client.close()
+                await asyncio.sleep(0.1)
+                continue
+            except RETRYABLE:
                 await client.close()
                 await asyncio.sleep(0.1)
                 continue
@@ -155,8 +195,7 @@ class Participant:
                 self.pushes[-1][push["message"]["dialog_id"]].append(push["message"]["seq"])
             elif push["type"] == "resync":
                 self.resyncs += 1
-                with contextlib.suppress(*RETRYABLE, ServerError):
-                    await self.sync()
+                await self._sync_until_done(client)
 
     def _record(self, message: dict[str, Any], delivered: dict[str, list[int]]) -> None:
         dialog_id, seq = message["dialog_id"], message["seq"]

@@ -11,7 +11,7 @@ import redis.asyncio
 from chatkit import keys
 from chatkit.dialogs import DialogKey
 from chatkit.envelopes import ENTRY_FIELD
-from chatkit.wire import Message, UserRef
+from chatkit.wire import Message, UserRef, wire_time
 
 _encode = msgspec.json.Encoder().encode
 
@@ -27,8 +27,7 @@ def message(
         seq=seq,
         sender=UserRef(id=sender, username=username or f"user{sender}"),
         text=f"message {seq} in {key.id}" if text is None else text,
-        # The format chat_service writes: milliseconds, "Z" for UTC.
-        sent_at=when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        sent_at=wire_time(when),
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -17,6 +16,7 @@ import yaml
 
 from chatkit.settings import Settings, env_name
 from devstack.launcher import GATEWAY, SERVICE_PACKAGES
+from tests.system_programs import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_CONF = ROOT / "infra" / "nginx.conf"
@@ -122,9 +122,7 @@ def test_nginx_upstream_is_the_gateway_service(services: dict[str, dict[str, Any
 
 
 def test_nginx_accepts_the_config(tmp_path: Path) -> None:
-    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if nginx is None:
-        pytest.fail("expected nginx to be installed (.ci/run installs it: apt-get install nginx), found none")
+    nginx = require_program("nginx", "nginx", "checking infra/nginx.conf")
     # Outside Docker "gateway" does not resolve and /var/log may not be ours: point both local.
     text = NGINX_CONF.read_text().replace(f"server {GATEWAY}:", "server 127.0.0.1:")
     text = text.replace("/var/log/nginx/", f"{tmp_path}/").replace("/var/run/nginx.pid", f"{tmp_path}/nginx.pid")

@@ -1,6 +1,7 @@
 """The gateway's own ASGI front (gateway/app.py): `/ws` on the bare ASGI callables still keeps
 the protocol's frame rules, FastAPI still serves health and readiness, and other paths are
-refused."""
+refused; a gateway shutting down says so with 1001. (What it assumes of uvicorn:
+tests/test_uvicorn_contract.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.server import WebSocketProtocol
 from tests.harness import Stack
 
 
@@ -66,15 +66,17 @@ async def test_other_paths_are_not_the_websocket(stack: Stack) -> None:
     assert refused.value.response.status_code == 403
 
 
-async def test_an_open_connection_keeps_no_handshake(stack: Stack) -> None:
-    # uvicorn would keep the upgrade request and the 101 response, headers and all, for the
-    # connection's life (gateway.server.WebSocketProtocol).
-    server = stack.servers[next(iter(stack.servers))]
-    async with websockets.connect(stack.gateway_urls[0], compression=None, user_agent_header="x" * 2000) as ws:
+async def test_a_gateway_shutting_down_closes_its_clients_with_1001(stack: Stack) -> None:
+    # docs/PROTOCOL.md: 1001, "the gateway is shutting down" (uvicorn alone would say 1012).
+    url = await stack.start_gateway("gateway-leaving")
+    async with websockets.connect(url, compression=None) as ws:
         await ws.send('{"type": "dialogs"}')
         reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert reply["code"] == "unauthenticated"
-        [protocol] = [p for p in server.server_state.connections if isinstance(p, WebSocketProtocol)]
-        assert protocol.handshake_complete
-        assert not hasattr(protocol, "request") and not hasattr(protocol, "response")
-        assert protocol.scope["headers"] == ()
+        stopping = asyncio.create_task(stack.stop_gateway("gateway-leaving"))
+        try:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+        finally:
+            await stopping
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001, closed.value

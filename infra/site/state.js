@@ -1,0 +1,111 @@
+// What the page knows, without any I/O or DOM: each dialog's summary for the list, and the
+// messages held for each dialog that was opened, keyed by `seq` so none shows twice.
+
+/** The messages of one dialog that the page holds: a window [lo, …] of its seqs. */
+export class DialogMessages {
+  constructor() {
+    this.bySeq = new Map();
+    this.fetching = false; // the newest page is on its way: live messages are kept meanwhile
+    this.loaded = false; // the newest page came: `position` means something
+    this.lo = null; // smallest seq held
+    this.hi = 0; // highest seq with every seq from lo up to it held
+    this.atStart = false; // nothing older than lo exists
+  }
+
+  /** Adds messages; returns those not held before, in seq order. */
+  add(messages) {
+    const added = [];
+    for (const message of messages) {
+      if (this.bySeq.has(message.seq)) continue;
+      this.bySeq.set(message.seq, message);
+      added.push(message);
+      if (this.lo === null || message.seq < this.lo) this.lo = message.seq;
+    }
+    if (this.lo !== null) {
+      this.hi = Math.max(this.hi, this.lo - 1);
+      while (this.bySeq.has(this.hi + 1)) this.hi += 1;
+    }
+    if (this.lo === 1) this.atStart = true;
+    return added.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** True when a live message leaves a hole after what is held: time to `sync`. */
+  hasGap() {
+    return this.loaded && this.bySeq.size > 0 && Math.max(...this.bySeq.keys()) > this.hi;
+  }
+
+  /** The seq to `sync` from: everything after it is wanted. */
+  get position() {
+    return this.hi;
+  }
+
+  sorted() {
+    return [...this.bySeq.values()].sort((a, b) => a.seq - b.seq);
+  }
+}
+
+/**
+ * One entry of the dialog list. `online` stays undefined and `unread` counts only what this
+ * page saw arrive, until the protocol carries presence and read marks.
+ */
+export function newSummary(id, peer) {
+  return { id, peer, last: null, unread: 0, online: undefined, order: 0, previewed: false };
+}
+
+export class ChatState {
+  constructor() {
+    this.me = null; // {id, username}
+    this.dialogs = new Map(); // id -> summary
+    this.messages = new Map(); // id -> DialogMessages
+    this.openId = null;
+  }
+
+  /** Merge a `dialogs` reply (server order kept for dialogs with no known activity). */
+  mergeDialogs(list) {
+    list.forEach((dialog, index) => {
+      const known = this.dialogs.get(dialog.id);
+      if (known) known.peer = dialog.peer;
+      else this.dialogs.set(dialog.id, newSummary(dialog.id, dialog.peer));
+      this.dialogs.get(dialog.id).order = index;
+    });
+  }
+
+  messagesOf(id) {
+    let held = this.messages.get(id);
+    if (!held) {
+      held = new DialogMessages();
+      this.messages.set(id, held);
+    }
+    return held;
+  }
+
+  /**
+   * Note a message in its dialog's summary; returns false when the dialog is not known yet.
+   * A live message carries its sender's name as it is now: a peer's rename shows with it.
+   */
+  noteMessage(message, { live, unread }) {
+    const summary = this.dialogs.get(message.dialog_id);
+    if (!summary) return false;
+    if (!summary.last || message.seq > summary.last.seq) summary.last = message;
+    if (message.sender.id !== this.me.id) {
+      if (live) summary.peer = { ...summary.peer, username: message.sender.username };
+      if (unread) summary.unread += 1;
+    }
+    return true;
+  }
+
+  /** Positions to `sync` from, for every dialog whose messages the page holds. */
+  positions() {
+    const positions = {};
+    for (const [id, held] of this.messages) {
+      if (held.loaded) positions[id] = held.position;
+    }
+    return positions;
+  }
+
+  /** Dialogs by latest activity, then in the server's order. */
+  orderedDialogs() {
+    const time = (summary) => (summary.last ? Date.parse(summary.last.sent_at) : -Infinity);
+    return [...this.dialogs.values()].sort((a, b) => time(b) - time(a) || a.order - b.order);
+  }
+}
