@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 # Close codes (docs/PROTOCOL.md; 4000-4999 are the application's own, RFC 6455 §7.4.2).
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_GOING_AWAY = 1001
+CLOSE_LOGGED_OUT = 4001
+LOGGED_OUT_REASON = "logged out"
 SLOW_CONSUMER_REASON = "too slow: reconnect and sync"
 
 # Drops the TCP connection at once (the server's transport abort, see gateway/types.py).
@@ -42,7 +44,8 @@ CLOSE_GRACE_SECONDS = 2.0
 
 class Connection:
     __slots__ = (
-        "_abort", "_closer", "_limit", "_pending", "_send", "_writer", "closing", "delivery", "id", "user",
+        "_abort", "_closer", "_limit", "_pending", "_send", "_writer", "closing", "delivery", "id", "session",
+        "user",
     )
 
     def __init__(self, conn_id: str, send: ASGISend, queue_limit: int, abort: Abort) -> None:
@@ -51,6 +54,8 @@ class Connection:
         self._abort = abort
         self._limit = queue_limit
         self.user: UserRef | None = None
+        # The login session this connection is in (the token's `sid`), for `logout`.
+        self.session: str | None = None
         self.closing = False
         self._closer: asyncio.Task[None] | None = None
         # Frames waiting while the transport is paused, and the task writing them.
@@ -186,6 +191,11 @@ class Registry:
         conns.add(conn)
         if first:
             await self._on_first(user.id)
+
+    async def unbind(self, conn: Connection) -> None:
+        """The connection is no longer logged in (it logged out)."""
+        await self._unbind(conn)
+        conn.session = None
 
     def rename(self, user: UserRef) -> None:
         for conn in self.by_user.get(user.id, ()):

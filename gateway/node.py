@@ -11,14 +11,22 @@ from typing import Any
 
 import msgspec
 
-from chatkit import keys
+from chatkit import keys, ratelimit
 from chatkit.envelopes import ENTRY_FIELD, Request
-from chatkit.redis import REDIS_DOWN, RedisClient
+from chatkit.redis import REDIS_DOWN, NoScript, RedisClient
 from chatkit.settings import Settings
-from chatkit.wire import Sync
+from chatkit.wire import ClientFrame, Sync
 from gateway.broker_redis import RedisBroker
 from gateway.connections import Connection, Registry
-from gateway.protocol import Forward, error_frame, route
+from gateway.handshake import handshake_checks
+from gateway.limits import (
+    CLOSE_TOO_MANY_REQUESTS,
+    TOO_MANY_REQUESTS_REASON,
+    ConnectionLimits,
+    Policy,
+    limited_what,
+)
+from gateway.protocol import Forward, error_frame, rate_limited, route, salvage_ref
 from gateway.relay import Relay, sync_failed, sync_started
 from gateway.types import ASGIReceive, ASGISend, Scope, transport_abort
 
@@ -43,7 +51,8 @@ class GatewayNode:
         self.pipeline = RedisClient.from_url(settings.redis_url)
         self.broker = RedisBroker(settings.redis_url)
         self.registry = Registry(self.id, self._subscribe_user, self._unsubscribe_user)
-        self.relay = Relay(self.broker, self.registry, self.channel)
+        self.policy = Policy.of(settings)
+        self.relay = Relay(self.broker, self.registry, self.channel, self.policy.connections_per_user)
         self._relay_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -73,48 +82,92 @@ class GatewayNode:
         read here: the server lets them go at accept (gateway/server.py)."""
         if (await receive())["type"] != "websocket.connect":
             return
+        address = await handshake_checks(scope, send, self.policy, len(self.registry.connections))
+        if address is None:
+            return
         await send({"type": "websocket.accept"})
         conn = self.registry.add(send, self.settings.send_queue_limit, transport_abort(scope))
+        limits = self.policy.connection_limits(asyncio.get_running_loop().time())
         try:
             while True:
                 message = await receive()
                 kind = message["type"]
                 if kind == "websocket.receive":
                     text = message.get("text")
+                    if not self._admitted(conn, limits, text):
+                        continue
                     if text is None:
                         conn.push(BINARY_FRAME_ERROR)
                         continue
-                    await self._on_frame(conn, text)
+                    await self._on_frame(conn, text, limits, address)
                 elif kind == "websocket.disconnect":
                     break
         finally:
             await self.registry.remove(conn)
 
-    async def _on_frame(self, conn: Connection, text: str) -> None:
+    def _admitted(self, conn: Connection, limits: ConnectionLimits, text: str | None) -> bool:
+        """Requests per connection (gateway/limits.py): over the limit, `rate_limited`."""
+        if conn.closing:
+            return False
+        wait = self.policy.admit(limits, asyncio.get_running_loop().time())
+        if wait:
+            self._refuse(conn, limits, rate_limited("requests on this connection", wait, salvage_ref(text or "")))
+            return False
+        return True
+
+    def _refuse(self, conn: Connection, limits: ConnectionLimits, frame: bytes) -> None:
+        conn.push(frame)
+        if limits.refused(self.policy.strikes):
+            log.info("connection %s kept going over its limits; closing it", conn.id)
+            conn.close(CLOSE_TOO_MANY_REQUESTS, TOO_MANY_REQUESTS_REASON)
+
+    async def _on_frame(self, conn: Connection, text: str, limits: ConnectionLimits, address: str) -> None:
         action = route(text, conn.user)
         if not isinstance(action, Forward):
             conn.push(action.frame)
             return
-        request = Request(gateway=self.id, conn=conn.id, user=conn.user, frame=action.frame)
-        is_sync = isinstance(action.frame, Sync)
+        frame = action.frame
+        request = Request(gateway=self.id, conn=conn.id, user=conn.user, session=conn.session, frame=frame)
+        is_sync = isinstance(frame, Sync)
         if is_sync:
             sync_started(conn)
         # Not awaited: the pipeline keeps this connection's frames in order, and the next
         # frame need not wait for this one's round trip. A deep backlog is the exception.
-        added = self.pipeline.call(
-            "XADD", action.stream, "MAXLEN", "~", REQUEST_STREAM_MAXLEN, "*", ENTRY_FIELD, _encode(request)
-        )
-        ref = action.frame.ref
-        added.add_done_callback(lambda done: self._forwarded(done, conn, ref, is_sync))
+        buckets = self.policy.buckets(frame, conn.user, address)
+        if buckets:  # the shared limits are checked by the script that forwards it
+            call = ratelimit.limited_add(buckets, action.stream, REQUEST_STREAM_MAXLEN, ENTRY_FIELD, _encode(request))
+            added = self.pipeline.call("EVALSHA", ratelimit.SHA, *call)
+        else:
+            call = ()
+            added = self.pipeline.call(
+                "XADD", action.stream, "MAXLEN", "~", REQUEST_STREAM_MAXLEN, "*", ENTRY_FIELD, _encode(request)
+            )
+        added.add_done_callback(lambda done: self._forwarded(done, conn, limits, frame, is_sync, call))
         if self.pipeline.backlog > MAX_FORWARD_BACKLOG:
             await asyncio.wait([added])
 
-    @staticmethod
-    def _forwarded(done: asyncio.Future[Any], conn: Connection, ref: str | None, is_sync: bool) -> None:
-        if done.cancelled() or done.exception() is None:
+    def _forwarded(
+        self, done: asyncio.Future[Any], conn: Connection, limits: ConnectionLimits, frame: ClientFrame,
+        is_sync: bool, script_call: tuple[Any, ...],
+    ) -> None:
+        if done.cancelled():
             return
-        log.warning("could not forward a request: %s", done.exception())
-        conn.push(error_frame("unavailable", "the service is unreachable; try again shortly", ref=ref))
+        error = done.exception()
+        if error is None:
+            wait = done.result()
+            if isinstance(wait, int) and wait > 0:  # the script refused it: a shared limit
+                self._refuse(conn, limits, rate_limited(limited_what(frame), wait, frame.ref))
+            else:
+                limits.passed()
+            return
+        if isinstance(error, NoScript) and script_call:
+            # Redis lost its script cache (a restart): EVAL loads it again. Only this request
+            # can fall behind the connection's next one, once per restart.
+            retried = self.pipeline.call("EVAL", ratelimit.SCRIPT, *script_call)
+            retried.add_done_callback(lambda again: self._forwarded(again, conn, limits, frame, is_sync, ()))
+            return
+        log.warning("could not forward a request: %s", error)
+        conn.push(error_frame("unavailable", "the service is unreachable; try again shortly", ref=frame.ref))
         if is_sync:
             sync_failed(conn)
 

@@ -22,6 +22,7 @@ from tests.protocol_support import (
 # A valid frame of each type that needs a logged-in connection.
 AUTHENTICATED_FRAMES: dict[str, Frame] = {
     "rename": {"type": "rename", "username": "someone"},
+    "logout": {"type": "logout"},
     "open_dialog": {"type": "open_dialog", "username": "someone"},
     "dialogs": {"type": "dialogs"},
     "send": {"type": "send", "dialog_id": "1_2", "text": "hi", "client_msg_id": "c1"},
