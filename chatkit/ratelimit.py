@@ -1,7 +1,14 @@
-"""Rate limits that hold across gateways: token buckets in Redis, checked by ratelimit.lua in
-the same round trip that forwards the request (an EVALSHA instead of the XADD it would have
-been), so a limited request costs no extra round trip. Limits kept by one gateway alone
-(requests per connection) are gateway/limits.py's.
+"""Rate limits that hold across gateways: token buckets in Redis, used two ways.
+
+- ratelimit.lua checks a request's buckets in the same round trip that forwards it (an EVALSHA
+  instead of the XADD it would have been): for the rare, costly requests (login, register,
+  open_dialog), whose count must be exact.
+- lease.lua hands a gateway a handful of a bucket's tokens to spend locally: for messages, the
+  hot path, which then costs Redis one script call per handful instead of one per message
+  (docs/PERFORMANCE.md). A user may get up to a handful less one more per extra gateway they
+  use at once (gateway/limits.py, Leases).
+
+Limits kept by one gateway alone (requests per connection) are gateway/limits.py's.
 
 A bucket holds ``capacity`` tokens and refills them evenly over ``window_ms``; each request
 takes one from every bucket it is counted in (a login: its username's and its address's), or,
@@ -16,6 +23,8 @@ from importlib import resources
 
 SCRIPT = resources.files("chatkit").joinpath("ratelimit.lua").read_text()
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+LEASE_SCRIPT = resources.files("chatkit").joinpath("lease.lua").read_text()
+LEASE_SHA = hashlib.sha1(LEASE_SCRIPT.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +51,11 @@ def limited_add(
             raise ValueError(f"expected a bucket of 1 or more tokens over 1 or more ms, got {bucket}")
         rates += (bucket.capacity, bucket.window_ms)
     return (len(keys) + 1, *keys, stream, len(buckets), *rates, maxlen, field, entry)
+
+
+def lease(bucket: Bucket, want: int) -> tuple[str | int, ...]:
+    """The arguments after EVALSHA/EVAL's script for lease.lua: take up to ``want`` tokens.
+    The script answers [granted, 0] or, when the bucket is empty, [0, ms to wait]."""
+    if want < 1:
+        raise ValueError(f"expected to lease 1 or more tokens, got {want}")
+    return (1, bucket.key, bucket.capacity, bucket.window_ms, want)

@@ -59,6 +59,42 @@ class ConnectionLimits:
         self.strikes = 0
 
 
+class Lease:
+    __slots__ = ("expires", "tokens")
+
+    def __init__(self, tokens: int, expires: float) -> None:
+        self.tokens = tokens
+        self.expires = expires
+
+
+class Leases:
+    """Tokens of shared buckets (chatkit/lease.lua) that this gateway leased and spends
+    locally, by subject (a user id). A lease lasts one refill window: tokens not spent by then
+    go unused, so a gateway never sits on more than a handful."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._leases: dict[int, Lease] = {}
+
+    def take(self, subject: int, now: float) -> bool:
+        """Spend a leased token; False when there is none (lease more, or refuse)."""
+        lease = self._leases.get(subject)
+        if lease is None or lease.tokens < 1 or lease.expires <= now:
+            return False
+        lease.tokens -= 1
+        return True
+
+    def granted(self, subject: int, tokens: int, now: float) -> None:
+        """Redis granted ``tokens``; one of them is spent at once, on the request that asked."""
+        self._leases[subject] = Lease(tokens - 1, now + self.window)
+
+    def drop(self, subject: int) -> None:
+        self._leases.pop(subject, None)
+
+    def __len__(self) -> int:
+        return len(self._leases)
+
+
 def limited_what(frame: ClientFrame) -> str:
     """What a refused request was too many of, for the error's message."""
     if isinstance(frame, Send):
@@ -112,8 +148,6 @@ class Policy:
 
     def buckets(self, frame: ClientFrame, user: UserRef | None, address: str) -> list[Bucket]:
         """The shared buckets this request is counted in (none: forwarded as it is)."""
-        if isinstance(frame, Send) and user is not None:
-            return [Bucket(keys.limit_bucket("messages", user.id), self.messages_per_second, 1000)]
         if isinstance(frame, Login | Register):
             name = frame.username.lower()
             return [
@@ -123,6 +157,15 @@ class Policy:
         if isinstance(frame, OpenDialog) and user is not None:
             return [Bucket(keys.limit_bucket("dialogs", user.id), self.dialogs_per_minute, 60_000)]
         return []
+
+    def message_bucket(self, user_id: int) -> Bucket:
+        """The shared bucket of a user's messages: spent through Leases, not per request."""
+        return Bucket(keys.limit_bucket("messages", user_id), self.messages_per_second, 1000)
+
+    @property
+    def message_handful(self) -> int:
+        """Message tokens a gateway leases at a time: a tenth of a second's worth."""
+        return max(1, self.messages_per_second // 10)
 
     def origin_allowed(self, origin: str | None) -> bool:
         """A browser's Origin header against the allowed list; no header (not a browser) passes."""

@@ -15,7 +15,7 @@ from chatkit import keys, ratelimit
 from chatkit.envelopes import ENTRY_FIELD, Request
 from chatkit.redis import REDIS_DOWN, NoScript, RedisClient
 from chatkit.settings import Settings
-from chatkit.wire import ClientFrame, Sync
+from chatkit.wire import ClientFrame, Send, Sync
 from gateway.broker_redis import RedisBroker
 from gateway.connections import Connection, Registry
 from gateway.handshake import handshake_checks
@@ -23,6 +23,7 @@ from gateway.limits import (
     CLOSE_TOO_MANY_REQUESTS,
     TOO_MANY_REQUESTS_REASON,
     ConnectionLimits,
+    Leases,
     Policy,
     limited_what,
 )
@@ -52,6 +53,7 @@ class GatewayNode:
         self.broker = RedisBroker(settings.redis_url)
         self.registry = Registry(self.id, self._subscribe_user, self._unsubscribe_user)
         self.policy = Policy.of(settings)
+        self.leases = Leases(window=1.0)
         self.relay = Relay(self.broker, self.registry, self.channel, self.policy.connections_per_user)
         self._relay_task: asyncio.Task[None] | None = None
 
@@ -127,6 +129,8 @@ class GatewayNode:
             conn.push(action.frame)
             return
         frame = action.frame
+        if isinstance(frame, Send) and conn.user is not None and not await self._message_allowed(conn, limits, frame):
+            return
         request = Request(gateway=self.id, conn=conn.id, user=conn.user, session=conn.session, frame=frame)
         is_sync = isinstance(frame, Sync)
         if is_sync:
@@ -145,6 +149,28 @@ class GatewayNode:
         added.add_done_callback(lambda done: self._forwarded(done, conn, limits, frame, is_sync, call))
         if self.pipeline.backlog > MAX_FORWARD_BACKLOG:
             await asyncio.wait([added])
+
+    async def _message_allowed(self, conn: Connection, limits: ConnectionLimits, frame: Send) -> bool:
+        """The user's shared message budget: a leased token, or a lease from Redis first."""
+        assert conn.user is not None
+        user_id = conn.user.id
+        if self.leases.take(user_id, asyncio.get_running_loop().time()):
+            return True
+        args = ratelimit.lease(self.policy.message_bucket(user_id), self.policy.message_handful)
+        try:
+            try:
+                granted, wait = await self.pipeline.call("EVALSHA", ratelimit.LEASE_SHA, *args)
+            except NoScript:  # Redis lost its script cache (a restart)
+                granted, wait = await self.pipeline.call("EVAL", ratelimit.LEASE_SCRIPT, *args)
+        except REDIS_DOWN as exc:
+            log.warning("could not check a message limit: %s", exc)
+            conn.push(error_frame("unavailable", "the service is unreachable; try again shortly", ref=frame.ref))
+            return False
+        if granted < 1:
+            self._refuse(conn, limits, rate_limited("messages", int(wait), frame.ref))
+            return False
+        self.leases.granted(user_id, int(granted), asyncio.get_running_loop().time())
+        return True
 
     def _forwarded(
         self, done: asyncio.Future[Any], conn: Connection, limits: ConnectionLimits, frame: ClientFrame,
@@ -175,4 +201,5 @@ class GatewayNode:
         await self.broker.subscribe(keys.user_channel(user_id))
 
     async def _unsubscribe_user(self, user_id: int) -> None:
+        self.leases.drop(user_id)
         await self.broker.unsubscribe(keys.user_channel(user_id))

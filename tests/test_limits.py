@@ -10,13 +10,16 @@ import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import redis.asyncio
 import websockets
 from websockets.exceptions import InvalidStatus
 
 from chat_client import ChatClient
 from chat_client.client import Frame
+from chatkit import keys, ratelimit
+from chatkit.ratelimit import Bucket
 from chatkit.settings import Settings
-from gateway.limits import CLOSE_TOO_MANY_REQUESTS, Policy, TokenBucket, parse_networks, parse_origins
+from gateway.limits import CLOSE_TOO_MANY_REQUESTS, Leases, Policy, TokenBucket, parse_networks, parse_origins
 from tests.harness import Stack, start_stack
 from tests.protocol_support import PASSWORD
 
@@ -33,6 +36,34 @@ def test_token_bucket_refuses_when_empty_and_says_when_a_token_is_back() -> None
     assert bucket.take(2, 1.0, now=0.25) == pytest.approx(0.25)  # a refusal takes nothing
     assert bucket.take(2, 1.0, now=0.5) == 0.0
     assert bucket.take(2, 1.0, now=100.0) == 0.0 and bucket.tokens == pytest.approx(1)  # capped at capacity
+
+
+def test_leases_are_spent_locally_and_expire_after_one_window() -> None:
+    leases = Leases(window=1.0)
+    assert not leases.take(7, now=0.0)
+    leases.granted(7, 3, now=0.0)  # one of the three went to the request that asked
+    assert leases.take(7, now=0.1) and leases.take(7, now=0.2)
+    assert not leases.take(7, now=0.3)
+    leases.granted(7, 5, now=1.0)
+    assert not leases.take(7, now=2.0)  # unspent tokens are not kept past the window
+    assert not leases.take(8, now=1.1)
+    leases.drop(7)
+    assert len(leases) == 0
+
+
+async def test_lease_script_grants_what_the_shared_bucket_holds_then_says_how_long_to_wait(
+    rds: redis.asyncio.Redis,
+) -> None:
+    bucket = Bucket(keys.limit_bucket("messages", 1), capacity=5, window_ms=1000)
+    numkeys, *lease = ratelimit.lease(bucket, want=3)
+    assert numkeys == 1
+    sha = await rds.script_load(ratelimit.LEASE_SCRIPT)
+    assert sha == ratelimit.LEASE_SHA
+    granted = [await rds.evalsha(sha, 1, *lease) for _ in range(3)]
+    assert granted[0] == [3, 0]
+    assert granted[1][0] in (1, 2) and granted[1][1] == 0  # two left, perhaps refilled a little
+    assert granted[2][0] == 0 and 0 < granted[2][1] <= 200  # 5 per second: one every 200 ms
+    assert 0 < await rds.pttl(bucket.key) <= 1000
 
 
 def _policy(**overrides: object) -> Policy:
