@@ -18,6 +18,11 @@ a real uvicorn server and fails, naming the assumption, when an upgrade breaks o
    first step from whoever pushed a frame, and gives a task only to a send that has to wait.
 5. GOING AWAY: on shutdown uvicorn closes each open WebSocket with 1012 (service restart); the
    gateway promises 1001 (docs/PROTOCOL.md), so the protocol's shutdown says 1001.
+6. DENIAL RESPONSE: the protocol offers the ASGI ``websocket.http.response`` extension in the
+   scope and answers ``websocket.http.response.start`` / ``.body`` sent before accept with that
+   HTTP status (gateway/handshake.py: 503 when the gateway is full, 403 for a foreign Origin);
+   without the extension the gateway falls back to a close before accept, which uvicorn
+   answers with 403. tests/test_limits.py checks the 503 and the 403 through a real server.
 """
 
 from __future__ import annotations
