@@ -74,6 +74,10 @@ def parse(data: str | bytes) -> ClientFrame:
         explained = _explain(data, detail)
     except RecursionError:  # valid up to a depth the frame's schema never looked into
         raise _too_deep() from None
+    except msgspec.DecodeError as exc:
+        # The typed decoder stopped at a misfit before reaching what makes it invalid JSON
+        # ('{"type":"sync","dialogs":[' ends early, after the array that does not fit).
+        raise RequestError("bad_frame", f"expected one JSON object, got invalid JSON ({exc})") from None
     raise explained
 
 
