@@ -87,6 +87,10 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: object) -> uvicorn
         "lifespan": "on",
         "log_level": settings.log_level.lower(),
         "access_log": False,
+        # X-Forwarded-For is believed only from CHAT_TRUSTED_PROXIES (gateway/limits.py): uvicorn's
+        # own rewrite of the client address (from 127.0.0.1 by default) would let a local
+        # client pick its address.
+        "proxy_headers": False,
         "loop": "uvloop",
         "http": "httptools",
         "timeout_graceful_shutdown": 5,

@@ -233,6 +233,17 @@ async def test_login_attempts_per_client_address_with_forwarded_for_from_a_trust
                                          "password": PASSWORD}))["type"] == "registered"
 
 
+async def test_forwarded_for_from_an_untrusted_peer_is_ignored(limited: Limited) -> None:
+    stack = await limited(login_attempts_per_address_per_minute=2)  # no trusted proxies
+    url = stack.gateway_urls[0]
+    codes = []
+    for address in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
+        client = await ChatClient.connect(url, additional_headers={"X-Forwarded-For": address})
+        stack.clients.append(client)
+        codes.append((await client.request({"type": "login", "username": name(), "password": "wrong"}))["code"])
+    assert codes == ["bad_credentials", "bad_credentials", "rate_limited"], codes
+
+
 async def test_dialogs_opened_per_user_per_minute(limited: Limited) -> None:
     stack = await limited(dialogs_opened_per_minute=6)
     peers = [name() for _ in range(7)]
