@@ -14,9 +14,13 @@ import pytest
 from chat_client import ChatClient
 from chat_client.client import Frame
 from chatkit.settings import Settings
-from tests.harness import Stack, start_stack
-from tests.protocol_support import DEADLINE_SECONDS, cmid, new_user, poll, table_of, wait_rows
-from tests.tcp_proxy import TcpProxy
+from tests.support.db import wait_rows
+from tests.support.dialogs import table_of
+from tests.support.polling import DEFAULT_TIMEOUT, wait_for_value
+from tests.support.protocol import cmid
+from tests.support.stack import Stack, start_stack
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.users import new_user
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -26,7 +30,7 @@ async def answer_to(client: ChatClient, frame: Frame, ref: str) -> Frame:
     arriving meanwhile may only be a `resync` (a gateway whose subscription came back)."""
     await client.send_raw(msgspec.json.encode({**frame, "ref": ref}))
     while True:
-        reply = await client.next_push(timeout=DEADLINE_SECONDS)
+        reply = await client.next_push(timeout=DEFAULT_TIMEOUT)
         if reply.get("ref") == ref:
             return reply
         assert reply["type"] == "resync", f"expected the answer to {ref!r} or a resync, got {reply}"
@@ -55,7 +59,7 @@ async def test_a_handler_that_fails_answers_internal(stack: Stack, db: asyncpg.C
     sent = await alice.send(dialog_id, "before the table goes")
     pushed = await bob.next_push()
     assert pushed["type"] == "message" and pushed["message"]["id"] == sent["id"], pushed
-    await wait_rows(db, table_of(dialog_id), 1)  # storage is done with the table
+    await wait_rows(db, dialog_id, 1)  # storage is done with the table
     # A real failure inside chat_service: the dialog's table is gone, so reading it fails with
     # an error that is neither the client's fault nor an unreachable server.
     await db.execute(f'DROP TABLE "{table_of(dialog_id)}"')
@@ -112,7 +116,7 @@ async def test_chat_service_without_postgres_answers_unavailable(
     async def history_now() -> Frame:
         return await bob.request({"type": "history", "dialog_id": dialog_id})
 
-    recovered = await poll(history_now, lambda r: r["type"] == "history", "history once PostgreSQL is back")
+    recovered = await wait_for_value(history_now, lambda r: r["type"] == "history", "history once PostgreSQL is back")
     assert [m["text"] for m in recovered["messages"]] == ["hello"]
 
 
@@ -156,5 +160,5 @@ async def test_a_gateway_that_cannot_forward_answers_unavailable(
         return await alice.request(frame)
 
     # The same client_msg_id once Redis is back: the message is accepted (once).
-    sent = await poll(resend, lambda r: r["type"] == "sent", "the resend to be accepted once Redis is back")
+    sent = await wait_for_value(resend, lambda r: r["type"] == "sent", "the resend to be accepted once Redis is back")
     assert sent["message"]["seq"] == 1, sent

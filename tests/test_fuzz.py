@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 from chatkit.settings import Settings
 from chatkit.wire import CLIENT_FRAME_TYPES
-from tests.harness import Stack, start_stack
-from tests.protocol_support import PASSWORD
+from tests.support.stack import Stack, start_stack
+from tests.support.users import PASSWORD
 
 FRAMES = 2400
 # The logged-in fuzzer's password, which no generated frame carries: no other connection can

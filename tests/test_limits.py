@@ -20,8 +20,8 @@ from chatkit import keys, ratelimit
 from chatkit.ratelimit import Bucket
 from chatkit.settings import Settings
 from gateway.limits import CLOSE_TOO_MANY_REQUESTS, Leases, Policy, TokenBucket, parse_networks, parse_origins
-from tests.harness import Stack, start_stack
-from tests.protocol_support import PASSWORD
+from tests.support.stack import Stack, start_stack
+from tests.support.users import PASSWORD
 
 _names = itertools.count(1)
 

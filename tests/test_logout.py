@@ -13,8 +13,8 @@ import redis.asyncio
 from chat_client import ChatClient
 from chatkit import keys
 from gateway.connections import CLOSE_LOGGED_OUT
-from tests.harness import Stack
-from tests.protocol_support import PASSWORD, device, new_user
+from tests.support.stack import Stack
+from tests.support.users import PASSWORD, device, new_user
 
 
 async def closed_with(client: ChatClient) -> int | None:
