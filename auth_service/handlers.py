@@ -1,4 +1,4 @@
-"""What auth_service does with each client frame: register, login, auth, rename."""
+"""What auth_service does with each client frame: register, login, auth, rename, logout."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import asyncpg
 
 from auth_service import users
 from auth_service.passwords import Passwords
-from auth_service.tokens import BadToken, Tokens
+from auth_service.sessions import EVERY_SESSION, Sessions
+from auth_service.tokens import BadToken, Session, Tokens
 from chatkit import wire
 from chatkit.dispatch import FrameTable, Route
 from chatkit.envelopes import Request
@@ -17,16 +18,18 @@ from chatkit.service import Outbox
 class AuthHandler:
     """Holds what the handlers share; :meth:`handle` is the ``chatkit.service.Handler``."""
 
-    def __init__(self, pool: asyncpg.Pool, passwords: Passwords, tokens: Tokens) -> None:
+    def __init__(self, pool: asyncpg.Pool, passwords: Passwords, tokens: Tokens, sessions: Sessions) -> None:
         self.pool = pool
         self.passwords = passwords
         self.tokens = tokens
+        self.sessions = sessions
         self.routes = FrameTable(
             "auth_service", wire.AuthFrame,
             Route(wire.Register, self.register),
             Route(wire.Login, self.login),
             Route(wire.Auth, self.auth),
             Route(wire.Rename, self.rename),
+            Route(wire.Logout, self.logout),
         )
 
     async def handle(self, request: Request, outbox: Outbox) -> None:
@@ -51,17 +54,35 @@ class AuthHandler:
             # The only moment the plain password is at hand to move to today's parameters.
             new_hash = await self.passwords.hash(frame.password)
             await users.set_password_hash(self.pool, user.id, new_hash)
-        self._logged_in(user.ref, outbox)
+        self._logged_in(user.ref, self.tokens.new_session(), outbox)
 
     async def auth(self, frame: wire.Auth, request: Request, outbox: Outbox) -> None:
         try:
-            user_id = self.tokens.user_id(frame.token)
+            claims = self.tokens.verify(frame.token)
         except BadToken:
             raise RequestError("bad_token", "the token is invalid or expired; log in again") from None
-        user = await users.by_id(self.pool, user_id)
+        # Redis first: a logged-out token is refused without a database query.
+        await self.sessions.check(claims.user_id, claims.session)
+        user = await users.by_id(self.pool, claims.user_id)
         if user is None:
             raise RequestError("bad_token", "the token's user no longer exists")
-        self._logged_in(user.ref, outbox)
+        self._logged_in(user.ref, claims.session, outbox)
+
+    async def logout(self, frame: wire.Logout, request: Request, outbox: Outbox) -> None:
+        who = request.user
+        if who is None:
+            raise RequestError("unauthenticated", "log in first")
+        if frame.everywhere:
+            await self.sessions.end_all(who.id)
+            ended = EVERY_SESSION
+        elif request.session is None:
+            raise RequestError("invalid", "everywhere: expected true, got false on a connection without a session")
+        else:
+            await self.sessions.end(who.id, request.session)
+            ended = request.session
+        outbox.reply(wire.LoggedOut(), logout=True)
+        # The user's other connections in that session (or in any) are closed by their gateways.
+        outbox.to_user(who.id, wire.LoggedOut(), skip_own=True, end_session=ended)
 
     async def rename(self, frame: wire.Rename, request: Request, outbox: Outbox) -> None:
         who = request.user
@@ -74,9 +95,11 @@ class AuthHandler:
         # The user's other connections learn the new name too (and their gateways rebind).
         outbox.to_user(user.id, wire.Renamed(user=user.ref), skip_own=True, identity=user.ref)
 
-    def _logged_in(self, user: wire.UserRef, outbox: Outbox) -> None:
-        # A fresh token on every login and auth, so an active client never runs out.
-        outbox.reply(wire.LoggedIn(token=self.tokens.issue(user.id), user=user), login=user)
+    def _logged_in(self, user: wire.UserRef, session: Session, outbox: Outbox) -> None:
+        # A fresh token on every login and auth, so an active client never runs out; `auth`
+        # keeps the session its token belongs to.
+        token = self.tokens.issue(user.id, session)
+        outbox.reply(wire.LoggedIn(token=token, user=user), login=user, session=session.id)
 
 
 def _bad_credentials() -> RequestError:

@@ -1,4 +1,4 @@
-"""auth_service: serves register, login, auth and rename requests from the auth stream."""
+"""auth_service: serves register, login, auth, rename and logout requests from the auth stream."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 
 from auth_service.handlers import AuthHandler
 from auth_service.passwords import Passwords
+from auth_service.sessions import Sessions
 from auth_service.tokens import Tokens
 from chatkit import keys
 from chatkit.db import apply_schema, create_pool
@@ -45,7 +46,7 @@ async def _serve(settings: Settings, redis: RedisClient, tokens: Tokens, health:
         health.pool = pool
         passwords = Passwords()
         await passwords.prepare()
-        handler = AuthHandler(pool, passwords, tokens)
+        handler = AuthHandler(pool, passwords, tokens, Sessions(redis, settings.token_ttl_seconds))
         service = RequestService(
             redis, settings, stream=keys.AUTH_REQUESTS, group=keys.AUTH_GROUP, handler=handler.handle,
             health=health,

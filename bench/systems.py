@@ -82,6 +82,10 @@ def start_devstack(group: Group, root: Path, gateways: int, name: str = "devstac
         "CHAT_PORT": str(port),
         "CHAT_HOST": "127.0.0.1",
         "CHAT_LOG_LEVEL": "WARNING",
+        # The memory bench holds 10,000 connections of 4 users (loadtest/connections.py), and
+        # every bench user logs in from this one address (SECURITY.md, limits).
+        "CHAT_CONNECTIONS_PER_USER": "100000",
+        "CHAT_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE": "1000000",
         # The user's own servers, if set, must not be used: the launcher starts embedded ones.
         "CHAT_REDIS_URL": "",
         "CHAT_DATABASE_URL": "",

@@ -22,6 +22,8 @@ class Request(msgspec.Struct, kw_only=True):
     conn: str
     # Whom the connection belongs to; None before login.
     user: UserRef | None = None
+    # The connection's session (from its login), for `logout`; None before login.
+    session: str | None = None
     frame: ClientFrame
     # The gateway's number for this request (unique on that gateway, never 0); its reply says
     # it back, so a reply that comes past the request's deadline is recognised and dropped.
@@ -33,6 +35,10 @@ class ConnReply(msgspec.Struct, kw_only=True, omit_defaults=True):
     frame: msgspec.Raw
     # Set on a successful login or auth: the connection now belongs to this user.
     login: UserRef | None = None
+    # Set with ``login``: the session the connection now belongs to (the token's `sid`).
+    session: str | None = None
+    # Set on a `logout`'s success: the connection is no longer logged in.
+    logout: bool = False
     # Set on a rename: the connection's user is now called this.
     identity: UserRef | None = None
     # Set on a sync reply: dialog id -> seq the client is now complete up to. Live messages
@@ -55,6 +61,8 @@ class UserEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     seq: int | None = None
     # Worthless once late (typing, presence): never queued behind a slow connection's backlog.
     ephemeral: bool = False
+    # Set on a logout: the user's connections in this session (or in any, for "*") are closed.
+    end_session: str | None = None
 
 
 # The messages stream carries each accepted message as its wire form (chatkit.wire.Message)

@@ -9,7 +9,7 @@
 
 Error codes used in frames (see docs/PROTOCOL.md): bad_frame, unknown_type, invalid,
 unauthenticated, username_taken, email_taken, bad_credentials, bad_token, no_such_user,
-not_member, unavailable, internal.
+not_member, rate_limited (with retry_after_ms), unavailable, internal.
 """
 
 from __future__ import annotations

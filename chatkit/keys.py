@@ -15,6 +15,9 @@ Keys:
     chat:dialog:{dialog_id}:pending    messages sent but not yet stored, scored by seq
     chat:dialog:{dialog_id}:msgid:{sender_id}:{client_msg_id}
                                        the message a client_msg_id produced (idempotent send)
+    chat:limit:{name}:{subject}        a token bucket (hash: tokens, at), chatkit/ratelimit.py
+    chat:user:{user_id}:revoked        ended sessions (hash: session id -> 1, "*" -> every session
+                                       started at or before this ms ends), auth_service/sessions.py
 """
 
 from __future__ import annotations
@@ -50,3 +53,13 @@ def dialog_pending(dialog_id: str) -> str:
 
 def client_msg_id(dialog_id: str, sender_id: int, client_msg_id: str) -> str:
     return f"chat:dialog:{dialog_id}:msgid:{sender_id}:{client_msg_id}"
+
+
+def limit_bucket(name: str, subject: str | int) -> str:
+    """A rate limit's token bucket: ``name`` says which limit, ``subject`` whose (a user id, a
+    lowercased username, a client address)."""
+    return f"chat:limit:{name}:{subject}"
+
+
+def revoked_sessions(user_id: int) -> str:
+    return f"chat:user:{user_id}:revoked"

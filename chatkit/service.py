@@ -42,26 +42,31 @@ class Outbox:
     answered: bool = False
     reply_frame: Reply | None = None
     login: UserRef | None = None
+    session: str | None = None
+    logout: bool = False
     identity: UserRef | None = None
     positions: dict[str, int] | None = None
     events: list[tuple[int, UserEvent]] = field(default_factory=list)
 
     def reply(
         self, frame: Reply, *, login: UserRef | None = None, identity: UserRef | None = None,
-        positions: dict[str, int] | None = None,
+        positions: dict[str, int] | None = None, session: str | None = None, logout: bool = False,
     ) -> None:
         frame.ref = self.request.frame.ref
         self.reply_frame = frame
         self.login = login
+        self.session = session
+        self.logout = logout
         self.identity = identity
         self.positions = positions
 
     def to_user(self, user_id: int, frame: Reply, *, skip_own: bool = False,
-                identity: UserRef | None = None) -> None:
+                identity: UserRef | None = None, end_session: str | None = None) -> None:
         event = UserEvent(
             frame=msgspec.Raw(_encode(frame)),
             skip_conn=self.request.conn if skip_own else None,
             identity=identity,
+            end_session=end_session,
         )
         self.events.append((user_id, event))
 
@@ -200,6 +205,8 @@ class RequestService:
                 conn=request.conn,
                 frame=msgspec.Raw(_encode(outbox.reply_frame)),
                 login=outbox.login,
+                session=outbox.session,
+                logout=outbox.logout,
                 identity=outbox.identity,
                 positions=outbox.positions,
                 answers=request.frame.__struct_config__.tag,  # type: ignore[arg-type]

@@ -83,6 +83,28 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     # Gateway: the directory served at `/` (the web chat). Missing: the gateway serves no site.
     site_dir: Path = dataclasses.field(default_factory=lambda: DEFAULT_SITE_DIR)
+    # Limits on abuse (SECURITY.md; gateway/limits.py, chatkit/ratelimit.py). A refused request
+    # gets error `rate_limited` with `retry_after_ms`. Messages one user may send per second,
+    # over all their connections on every gateway (a token bucket holding one second's worth).
+    user_messages_per_second: int = 100
+    # Requests of any kind one connection may make per second (counted in its gateway).
+    connection_requests_per_second: int = 200
+    # `login` and `register` attempts per username, and per client address, per minute.
+    login_attempts_per_minute: int = 10
+    login_attempts_per_address_per_minute: int = 600
+    # `open_dialog` requests one user may make per minute.
+    dialogs_opened_per_minute: int = 60
+    # Logged-in connections one user may hold on one gateway; more are refused at login.
+    connections_per_user: int = 100
+    # Open WebSockets per gateway; beyond it a handshake is refused with HTTP 503.
+    connections_per_gateway: int = 20_000
+    # Refusals in a row after which a connection is closed with 4029.
+    rate_limit_strikes: int = 50
+    # Origins allowed to open a WebSocket, comma-separated (e.g. `https://chat.example.org`);
+    # `*` allows any. A handshake without an Origin header (not a browser) is always allowed.
+    allowed_origins: str = "*"
+    # Addresses (or CIDR networks), comma-separated, of proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -22,11 +22,13 @@ Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
 Token = Annotated[str, msgspec.Meta(max_length=2048)]
 DialogId = Annotated[str, msgspec.Meta(max_length=64)]
 ClientMsgId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
+# Counts fit PostgreSQL's bigint: a larger number would fail in the database, not here.
+BIGINT_MAX = 2**63 - 1
+Seq = Annotated[int, msgspec.Meta(ge=0, le=BIGINT_MAX)]
 # Text length is checked after trimming, against a configurable bound, by chat_service;
 # this bound only stops absurd frames early.
 Text = Annotated[str, msgspec.Meta(max_length=65536)]
-Limit = Annotated[int, msgspec.Meta(ge=1)]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=BIGINT_MAX)]
 
 
 class Frame(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
@@ -55,6 +57,13 @@ class Auth(Frame, tag="auth"):
 
 class Rename(Frame, tag="rename"):
     username: Username
+
+
+class Logout(Frame, tag="logout"):
+    """End this connection's session (its token stops working on every gateway), or with
+    ``everywhere`` every session of the user."""
+
+    everywhere: bool = False
 
 
 class OpenDialog(Frame, tag="open_dialog"):
@@ -87,7 +96,7 @@ class Sync(Frame, tag="sync"):
 # Frames accepted before the connection belongs to a user.
 AnonymousFrame = Register | Login | Auth
 # Frames handled by auth_service.
-AuthFrame = AnonymousFrame | Rename
+AuthFrame = AnonymousFrame | Rename | Logout
 # Frames handled by chat_service.
 ChatFrame = OpenDialog | ListDialogs | Send | History | Sync
 ClientFrame = AuthFrame | ChatFrame
@@ -173,6 +182,10 @@ class LoggedIn(Reply, tag="logged_in"):
     user: UserRef
 
 
+class LoggedOut(Reply, tag="logged_out"):
+    pass
+
+
 class Renamed(Reply, tag="renamed"):
     user: UserRef
 
@@ -217,9 +230,11 @@ class Resync(Reply, tag="resync"):
 class Error(Reply, tag="error"):
     code: str
     message: str
+    # Set on `rate_limited`: how long to wait before the request can succeed.
+    retry_after_ms: int | None = None
 
 
 ServerFrame = (
-    Registered | LoggedIn | Renamed | DialogReply | DialogsReply | Sent | HistoryReply | Synced
+    Registered | LoggedIn | LoggedOut | Renamed | DialogReply | DialogsReply | Sent | HistoryReply | Synced
     | MessageEvent | Resync | Error
 )

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 # Close codes (docs/PROTOCOL.md; 4000-4999 are the application's own, RFC 6455 §7.4.2).
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_GOING_AWAY = 1001
+CLOSE_LOGGED_OUT = 4001
+LOGGED_OUT_REASON = "logged out"
 SLOW_CONSUMER_REASON = "too slow: reconnect and sync"
 
 # Drops the TCP connection at once (the server's transport abort, see gateway/types.py).
@@ -58,6 +60,7 @@ class Hooks:
 class Connection:
     __slots__ = (
         "_abort", "_closer", "_hooks", "_limit", "_pending", "_send", "_writer", "closing", "delivery", "id",
+        "session",
         "user",
     )
 
@@ -70,6 +73,8 @@ class Connection:
         self._hooks = hooks if hooks is not None else Hooks()
         self._limit = queue_limit
         self.user: UserRef | None = None
+        # The login session this connection is in (the token's `sid`), for `logout`.
+        self.session: str | None = None
         self.closing = False
         self._closer: asyncio.Task[None] | None = None
         # Frames waiting while the transport is paused, and the task writing them.
@@ -208,6 +213,11 @@ class Registry:
         conns.add(conn)
         if first:
             await self._on_first(user.id)
+
+    async def unbind(self, conn: Connection) -> None:
+        """The connection is no longer logged in (it logged out)."""
+        await self._unbind(conn)
+        conn.session = None
 
     def rename(self, user: UserRef) -> None:
         for conn in self.by_user.get(user.id, ()):

@@ -5,7 +5,6 @@ Before login only register, login and auth are accepted."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,17 +21,12 @@ from chatkit.wire import (
     UserRef,
     frame_tag,
 )
+from gateway.explain import describe, field_message
 
 _decode_frame = msgspec.json.Decoder(ClientFrame).decode
 _decode_any = msgspec.json.Decoder(Any).decode
 _encode = msgspec.json.Encoder().encode
 
-# What a person should be told a field must look like, where msgspec would quote a regex.
-_FIELD_RULES = {
-    "username": "3 to 32 letters, digits, '_', '.' or '-'",
-    "email": "an address like name@example.org",
-}
-_AT_FIELD = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +49,7 @@ def route(data: str | bytes, user: UserRef | None) -> Forward | Reject:
     try:
         frame = parse(data)
     except RequestError as exc:
-        return Reject(error_frame(exc.code, exc.message, ref=_salvage_ref(data)))
+        return Reject(error_frame(exc.code, exc.message, ref=salvage_ref(data)))
     kind = frame_tag(frame)
     if user is None and kind not in ANONYMOUS_FRAME_TYPES:
         return Reject(error_frame("unauthenticated", f"log in first: {kind!r} needs a logged-in connection",
@@ -69,43 +63,59 @@ def parse(data: str | bytes) -> ClientFrame:
     try:
         frame: ClientFrame = _decode_frame(data)
     except msgspec.ValidationError as exc:
-        raise _explain(data, str(exc)) from None
+        detail = str(exc)
     except msgspec.DecodeError as exc:
         raise RequestError("bad_frame", f"expected one JSON object, got invalid JSON ({exc})") from None
-    return frame
+    except RecursionError:
+        raise _too_deep() from None
+    else:
+        return frame
+    try:
+        explained = _explain(data, detail)
+    except RecursionError:  # valid up to a depth the frame's schema never looked into
+        raise _too_deep() from None
+    except msgspec.DecodeError as exc:
+        # The typed decoder stopped at a misfit before reaching what makes it invalid JSON
+        # ('{"type":"sync","dialogs":[' ends early, after the array that does not fit).
+        raise RequestError("bad_frame", f"expected one JSON object, got invalid JSON ({exc})") from None
+    raise explained
 
 
-def error_frame(code: str, message: str, *, ref: str | None = None) -> bytes:
-    return _encode(Error(ref=ref, code=code, message=message))
+def _too_deep() -> RequestError:
+    return RequestError("bad_frame", "expected a JSON object of a few levels, got one nested too deep")
+
+
+def error_frame(code: str, message: str, *, ref: str | None = None, retry_after_ms: int | None = None) -> bytes:
+    return _encode(Error(ref=ref, code=code, message=message, retry_after_ms=retry_after_ms))
+
+
+def rate_limited(what: str, retry_after_ms: int, ref: str | None) -> bytes:
+    """The answer to a request over a limit: code `rate_limited`, and when to try again."""
+    return error_frame(
+        "rate_limited", f"too many {what}; try again in {retry_after_ms} ms", ref=ref, retry_after_ms=retry_after_ms
+    )
 
 
 def _explain(data: str | bytes, detail: str) -> RequestError:
     raw = _decode_any(data)
     if not isinstance(raw, dict):
-        return RequestError("bad_frame", f"expected a JSON object, got {type(raw).__name__}")
-    kind = raw.get("type")
+        return RequestError("bad_frame", f"expected a JSON object, got {describe(raw)}")
+    if "type" not in raw:
+        return RequestError("bad_frame", "type: expected a string, got nothing")
+    kind = raw["type"]
     if not isinstance(kind, str):
-        return RequestError("bad_frame", f"expected a string 'type', got {kind!r}")
+        return RequestError("bad_frame", f"type: expected a string, got {describe(kind)}")
     if kind not in CLIENT_FRAME_TYPES:
         expected = ", ".join(repr(t) for t in CLIENT_FRAME_TYPES)
-        return RequestError("unknown_type", f"expected one of {expected}; got {kind!r}")
-    match = _AT_FIELD.search(detail)
-    if match is None:
-        # "Object missing required field `text`" names the field itself.
-        return RequestError("invalid", f"{kind}: {detail[:1].lower()}{detail[1:]}")
-    path = match.group("path")
-    field = path.split("[", 1)[0].split(".", 1)[0]
-    reason = detail[: match.start()]
-    if "regex" in reason and field in _FIELD_RULES:
-        reason = f"expected {_FIELD_RULES[field]}"
-    return RequestError("invalid", f"{path}: {reason[:1].lower()}{reason[1:]}")
+        return RequestError("unknown_type", f"type: expected one of {expected}; got {_encode(kind[:40]).decode()}")
+    return RequestError("invalid", field_message(detail, raw))
 
 
-def _salvage_ref(data: str | bytes) -> str | None:
+def salvage_ref(data: str | bytes) -> str | None:
     # An invalid frame still gets its ref echoed when the ref itself is usable.
     try:
         raw = _decode_any(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     ref = raw.get("ref") if isinstance(raw, dict) else None
     return ref if isinstance(ref, str) and len(ref) <= 64 else None

@@ -6,16 +6,18 @@ connection is owed (held while it syncs, never twice) is decided by its Delivery
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from chatkit import keys
 from chatkit.envelopes import ConnReply, UserEvent
-from chatkit.wire import Resync
+from chatkit.wire import Resync, UserRef
 from gateway.broker import Broker, Delivery, Resubscribed
-from gateway.connections import Connection, Registry
+from gateway.connections import CLOSE_LOGGED_OUT, LOGGED_OUT_REASON, Connection, Registry
 from gateway.delivery import DeliveryState, Verdict
+from gateway.protocol import rate_limited
 
 if TYPE_CHECKING:
     from gateway.deadlines import Deadlines
@@ -31,13 +33,15 @@ _encode = msgspec.json.Encoder().encode
 class Relay:
     def __init__(
         self, broker: Broker, registry: Registry, gateway_channel: str, deadlines: Deadlines,
-        metrics: GatewayMetrics,
+        metrics: GatewayMetrics, connections_per_user: int = 0,
     ) -> None:
         self.broker = broker
         self.registry = registry
         self.gateway_channel = gateway_channel
         self.deadlines = deadlines
         self.metrics = metrics
+        # Logged-in connections one user may hold here; 0: any number.
+        self.connections_per_user = connections_per_user
 
     async def run(self) -> None:
         while True:
@@ -74,7 +78,13 @@ class Relay:
             if conn is None:
                 return  # the client left before its answer came
             if reply.login is not None:
+                if self._full(conn, reply.login):
+                    conn.push(too_many_connections(self.connections_per_user, bytes(reply.frame)))
+                    return
                 await self.registry.bind(conn, reply.login)
+                conn.session = reply.session
+            if reply.logout:
+                await self.registry.unbind(conn)
             if reply.identity is not None:
                 conn.user = reply.identity
             if reply.answers == "sync":
@@ -85,7 +95,15 @@ class Relay:
             if in_flight is not None:
                 self.deadlines.settled(in_flight)
 
+    def _full(self, conn: Connection, user: UserRef) -> bool:
+        if not self.connections_per_user or (conn.user is not None and conn.user.id == user.id):
+            return False
+        return len(self.registry.of_user(user.id)) >= self.connections_per_user
+
     def _event(self, user_id: int, event: UserEvent) -> None:
+        if event.end_session is not None:
+            end_session(self.registry.of_user(user_id), event)
+            return
         if event.identity is not None:
             self.registry.rename(event.identity)
         frame = bytes(event.frame)
@@ -100,6 +118,31 @@ class Relay:
                 deliver_live(conn, frame, event.dialog_id, event.seq)
         if pushed and event.seq is not None:
             self.metrics.delivered(frame)
+
+
+class _Ref(msgspec.Struct):
+    ref: str | None = None
+
+
+_decode_ref = msgspec.json.Decoder(_Ref).decode
+# When a connection refused for the user's connection cap may try again: a guess, since it
+# depends on the user's other connections closing.
+USER_CONNECTIONS_RETRY_MS = 5000
+
+
+def too_many_connections(cap: int, login_reply: bytes) -> bytes:
+    """The answer to a login over the user's connection cap, in place of its `logged_in`."""
+    return rate_limited(f"connections of this user (at most {cap})", USER_CONNECTIONS_RETRY_MS,
+                        _decode_ref(login_reply).ref)
+
+
+def end_session(conns: Iterable[Connection], event: UserEvent) -> None:
+    """A logout: the user's connections in that session ("*": in any) are told and closed."""
+    frame = bytes(event.frame)
+    for conn in list(conns):
+        if conn.id != event.skip_conn and event.end_session in ("*", conn.session):
+            conn.push(frame)
+            conn.close(CLOSE_LOGGED_OUT, LOGGED_OUT_REASON)
 
 
 def deliver_live(conn: Connection, frame: bytes, dialog_id: str | None, seq: int | None) -> None:

@@ -26,6 +26,11 @@ a real uvicorn server and fails, naming the assumption, when an upgrade breaks o
    the protocol logs through a logger that makes them DEBUG, and uvicorn's own logger is kept
    at WARNING unless the gateway logs at DEBUG (the node logs one line when it is ready and one
    when it stops).
+7. DENIAL RESPONSE: the protocol offers the ASGI ``websocket.http.response`` extension in the
+   scope and answers ``websocket.http.response.start`` / ``.body`` sent before accept with that
+   HTTP status (gateway/handshake.py: 503 when the gateway is full, 403 for a foreign Origin);
+   without the extension the gateway falls back to a close before accept, which uvicorn
+   answers with 403. tests/test_limits.py checks the 503 and the 403 through a real server.
 """
 
 from __future__ import annotations
@@ -130,6 +135,10 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: object) -> uvicorn
         # uvicorn's own lines (startup banner, per-connection) only when debugging (point 6).
         "log_level": "debug" if settings.log_level.upper() == "DEBUG" else "warning",
         "access_log": False,
+        # X-Forwarded-For is believed only from CHAT_TRUSTED_PROXIES (gateway/limits.py): uvicorn's
+        # own rewrite of the client address (from 127.0.0.1 by default) would let a local
+        # client pick its address.
+        "proxy_headers": False,
         "loop": "uvloop",
         "http": "httptools",
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,

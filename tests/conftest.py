@@ -64,6 +64,10 @@ async def settings(servers: Servers) -> AsyncIterator[Settings]:
         database_url=f"{base}/{name}",
         secret="test-secret-not-for-production",
         claim_idle_ms=2000,
+        # Tests seed messages in bursts far above a person's rate; the limits are tested, with
+        # limits of their own, in tests/test_limits.py.
+        user_messages_per_second=1_000_000,
+        connection_requests_per_second=1_000_000,
     )
 
 

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from auth_service.service import serve
-from auth_service.tokens import Tokens, signing_key
+from auth_service.tokens import Session, Tokens, signing_key
 from chatkit import wire
 from chatkit.settings import Settings, SettingsError
 from tests.support.fake_gateway import FakeGateway, server_frame
@@ -168,11 +168,11 @@ async def test_auth_with_a_login_token(gateway: FakeGateway, settings: Settings)
 
 
 def _expired(settings: Settings, user_id: int) -> str:
-    return Tokens(settings.secret, 60, clock=lambda: time.time() - 3600).issue(user_id)
+    return Tokens(settings.secret, 60, clock=lambda: time.time() - 3600).issue(user_id, Session.new(time.time()))
 
 
 def _wrong_secret(settings: Settings, user_id: int) -> str:
-    return Tokens("some other secret entirely", 3600).issue(user_id)
+    return Tokens("some other secret entirely", 3600).issue(user_id, Session.new(time.time()))
 
 
 def _no_subject(settings: Settings, user_id: int) -> str:

@@ -24,10 +24,10 @@ _encode = msgspec.json.Encoder().encode
 
 def test_sets_derive_from_the_unions() -> None:
     assert wire.CLIENT_FRAME_TYPES == (
-        "register", "login", "auth", "rename", "open_dialog", "dialogs", "send", "history", "sync",
+        "register", "login", "auth", "rename", "logout", "open_dialog", "dialogs", "send", "history", "sync",
     )
     assert {"register", "login", "auth"} == wire.ANONYMOUS_FRAME_TYPES
-    assert {"register", "login", "auth", "rename"} == wire.AUTH_FRAME_TYPES
+    assert {"register", "login", "auth", "rename", "logout"} == wire.AUTH_FRAME_TYPES
     # Every client frame goes to exactly one service.
     chat = set(wire.frame_tags(wire.ChatFrame))
     assert chat == set(wire.CLIENT_FRAME_TYPES) - wire.AUTH_FRAME_TYPES

@@ -9,7 +9,7 @@ import time
 import jwt
 import pytest
 
-from auth_service.tokens import Tokens
+from auth_service.tokens import Session, Tokens
 from chat_client.client import Frame
 from chatkit.wire import ANONYMOUS_FRAME_TYPES, CLIENT_FRAME_TYPES
 from tests.support.dialogs import id_of
@@ -21,6 +21,7 @@ from tests.support.users import PASSWORD, device, new_user, uid
 SOME_DIALOG = id_of(1, 2)
 AUTHENTICATED_FRAMES: dict[str, Frame] = {
     "rename": {"type": "rename", "username": "someone"},
+    "logout": {"type": "logout"},
     "open_dialog": {"type": "open_dialog", "username": "someone"},
     "dialogs": {"type": "dialogs"},
     "send": {"type": "send", "dialog_id": SOME_DIALOG, "text": "hi", "client_msg_id": "c1"},
@@ -190,7 +191,10 @@ async def test_auth_replies_with_a_fresh_token(stack: Stack) -> None:
     alice = await new_user(stack, "alice", gateway=0)
     # A token issued an hour ago, still valid: the reply to `auth` must not just echo it.
     settings = stack.settings
-    old = Tokens(settings.secret, settings.token_ttl_seconds, clock=lambda: time.time() - 3600).issue(uid(alice))
+    an_hour_ago = time.time() - 3600
+    old = Tokens(settings.secret, settings.token_ttl_seconds, clock=lambda: an_hour_ago).issue(
+        uid(alice), Session.new(an_hour_ago)
+    )
     client = await stack.client(1)
     asked_at = int(time.time())
     reply = await client.call({"type": "auth", "token": old})

@@ -31,6 +31,8 @@ class ProcessStack:
         self.settings = Settings(
             redis_url=self.valkey.url, database_url=self.postgres.url,
             secret="chaos-test-secret-0123456789abcdef0123", log_level="INFO",
+            # Chaos traffic comes in bursts; the limits are tested in tests/test_limits.py.
+            user_messages_per_second=1_000_000, connection_requests_per_second=1_000_000,
         ).with_overrides(**overrides)
 
     def restart_valkey(self) -> None:
