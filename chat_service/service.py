@@ -10,7 +10,7 @@ from chat_service.handlers import ChatHandlers
 from chat_service.history import HistoryReader
 from chat_service.sequencer import Sequencer
 from chatkit import keys
-from chatkit.db import apply_schema, create_pool
+from chatkit.db import apply_schema, create_pool, expire_connections_every
 from chatkit.redis import RedisClient
 from chatkit.service import RequestService
 from chatkit.settings import Settings
@@ -18,7 +18,10 @@ from chatkit.settings import Settings
 
 async def serve(settings: Settings) -> None:
     redis = RedisClient.from_url(settings.redis_url)
-    pool = await create_pool(settings.database_url, wait_seconds=math.inf)
+    pool = await create_pool(
+        settings.database_url, wait_seconds=math.inf, max_queries=settings.database_max_tables_per_connection
+    )
+    expiring = asyncio.create_task(expire_connections_every(pool, settings.database_connection_life_seconds))
     try:
         await apply_schema(pool)
         sequencer = Sequencer(redis, settings.client_msg_id_ttl_seconds)
@@ -32,5 +35,6 @@ async def serve(settings: Settings) -> None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(service.drain())
     finally:
+        expiring.cancel()
         await pool.close()
         await redis.close()
