@@ -73,6 +73,9 @@ class AuthHandler:
         outbox.reply(wire.Renamed(user=user.ref), identity=user.ref)
         # The user's other connections learn the new name too (and their gateways rebind).
         outbox.to_user(user.id, wire.Renamed(user=user.ref), skip_own=True, identity=user.ref)
+        # Every dialog peer's open connections too, so their windows show the new name.
+        for peer in await users.peers(self.pool, user.id):
+            outbox.to_user(peer, wire.UserChanged(user=user.ref))
 
     def _logged_in(self, user: wire.UserRef, outbox: Outbox) -> None:
         # A fresh token on every login and auth, so an active client never runs out.

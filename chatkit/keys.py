@@ -5,6 +5,8 @@ Streams (work that must be done once, by one replica, and not lost):
     chat:requests:chat     client requests for chat_service        group "chat_service"
     chat:messages          accepted messages, for storage          group "storage_worker"
     chat:dead              entries that kept failing, with the reason
+    chat:presence_changes  a user came online or went offline      group "chat_service_presence"
+                           (at most once: trimmed, acknowledged even when a fan-out fails)
 
 Pub/sub channels (fan-out, at most once; `sync` closes gaps):
     chat:gateway:{gateway_id}   replies to requests that came through one gateway
@@ -15,6 +17,13 @@ Keys:
     chat:dialog:{dialog_id}:pending    messages sent but not yet stored, scored by seq
     chat:dialog:{dialog_id}:msgid:{sender_id}:{client_msg_id}
                                        the message a client_msg_id produced (idempotent send)
+    chat:typing:{dialog_id}:{user_id}  set while a typing event may not be forwarded (rate limit)
+
+Presence (chatkit/presence.py; each gateway has a fresh id every start):
+    chat:gateways                      ids of the gateways that may hold presence
+    chat:gw:{gateway_id}:alive         the gateway's heartbeat, expiring after presence_ttl_seconds
+    chat:gw:{gateway_id}:users         users with a logged-in connection on that gateway
+    chat:presence:{user_id}            gateways where the user has a logged-in connection
 """
 
 from __future__ import annotations
@@ -24,9 +33,12 @@ CHAT_REQUESTS = "chat:requests:chat"
 MESSAGES = "chat:messages"
 DEAD_LETTERS = "chat:dead"
 
+PRESENCE_CHANGES = "chat:presence_changes"
+
 AUTH_GROUP = "auth_service"
 CHAT_GROUP = "chat_service"
 STORAGE_GROUP = "storage_worker"
+PRESENCE_GROUP = "chat_service_presence"
 
 
 def gateway_channel(gateway_id: str) -> str:
@@ -50,3 +62,24 @@ def dialog_pending(dialog_id: str) -> str:
 
 def client_msg_id(dialog_id: str, sender_id: int, client_msg_id: str) -> str:
     return f"chat:dialog:{dialog_id}:msgid:{sender_id}:{client_msg_id}"
+
+
+def typing_gate(dialog_id: str, user_id: int) -> str:
+    return f"chat:typing:{dialog_id}:{user_id}"
+
+
+GATEWAYS = "chat:gateways"
+GATEWAY_PREFIX = "chat:gw:"
+PRESENCE_PREFIX = "chat:presence:"
+
+
+def gateway_alive(gateway_id: str) -> str:
+    return f"{GATEWAY_PREFIX}{gateway_id}:alive"
+
+
+def gateway_users(gateway_id: str) -> str:
+    return f"{GATEWAY_PREFIX}{gateway_id}:users"
+
+
+def presence(user_id: int) -> str:
+    return f"{PRESENCE_PREFIX}{user_id}"

@@ -58,3 +58,42 @@ END
 $fn$;
 CREATE OR REPLACE TRIGGER users_delete_messages AFTER DELETE ON users
     FOR EACH ROW EXECUTE FUNCTION chat_delete_user_messages();
+
+-- Read marks: each member's, on the dialog's row, only ever moved forward (chat_service/reads.py).
+-- Added only when missing, so a restart takes no lock on `dialogs`.
+DO $reads$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'dialogs' AND column_name = 'lo_read') THEN
+        ALTER TABLE dialogs ADD COLUMN lo_read bigint NOT NULL DEFAULT 0,
+                            ADD COLUMN hi_read bigint NOT NULL DEFAULT 0;
+    END IF;
+END
+$reads$;
+
+-- For each dialog of a `dialogs` page (chat_service/dialog_summary.py), in one call: the newest
+-- stored message below bounds[k] (when wants_last[k]), and how many stored messages of peers[k]
+-- lie in (afters[k], bounds[k]). One row per dialog, k its position. Table names are built from
+-- the two integers only, and quoted with %I.
+CREATE OR REPLACE FUNCTION chat_dialog_tails_v1(
+    los int[], his int[], peers int[], afters bigint[], bounds bigint[], wants_last boolean[]
+) RETURNS TABLE (k int, m_seq bigint, m_id uuid, m_sent_at timestamptz, m_sender int, m_text text, unread bigint)
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    tbl text;
+BEGIN
+    FOR d IN 1 .. coalesce(array_length(los, 1), 0) LOOP
+        k := d; m_seq := NULL; m_id := NULL; m_sent_at := NULL; m_sender := NULL; m_text := NULL; unread := 0;
+        tbl := format('chat_%s_%s', los[d], his[d]);
+        IF wants_last[d] THEN
+            EXECUTE format('SELECT seq, id, sent_at, sender_id, text FROM %I WHERE seq < $1 ORDER BY seq DESC LIMIT 1', tbl)
+            INTO m_seq, m_id, m_sent_at, m_sender, m_text USING bounds[d];
+        END IF;
+        IF afters[d] + 1 < bounds[d] THEN
+            EXECUTE format('SELECT count(*) FROM %I WHERE seq > $1 AND seq < $2 AND sender_id = $3', tbl)
+            INTO unread USING afters[d], bounds[d], peers[d];
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;

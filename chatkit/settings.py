@@ -67,6 +67,12 @@ class Settings:
     # this long makes a new message. Each record holds the message, so this bounds Redis memory.
     client_msg_id_ttl_seconds: int = 24 * 3600
     log_level: str = "INFO"
+    # Presence: a gateway's heartbeat lives this long (renewed every third of it); a gateway
+    # killed outright has its users shown offline in `dialogs` within this time, and announced
+    # offline to their peers within 4/3 of it (chat_service sweeps every third of it).
+    presence_ttl_seconds: float = 30.0
+    # Typing events forwarded per user and dialog per second, at most; the rest are dropped.
+    typing_per_second: int = 3
     # Gateway: the directory served at `/` (the web chat). Missing: the gateway serves no site.
     site_dir: Path = dataclasses.field(default_factory=lambda: DEFAULT_SITE_DIR)
 

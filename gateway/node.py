@@ -18,6 +18,7 @@ from chatkit.settings import Settings
 from chatkit.wire import Sync
 from gateway.broker_redis import RedisBroker
 from gateway.connections import Connection, Registry
+from gateway.presence import GatewayPresence
 from gateway.protocol import Forward, error_frame, route
 from gateway.relay import Relay, sync_failed, sync_started
 from gateway.types import ASGIReceive, ASGISend, Scope, transport_abort
@@ -44,16 +45,20 @@ class GatewayNode:
         self.broker = RedisBroker(settings.redis_url)
         self.registry = Registry(self.id, self._subscribe_user, self._unsubscribe_user)
         self.relay = Relay(self.broker, self.registry, self.channel)
+        self.presence = GatewayPresence(self.pipeline, self.id, settings.presence_ttl_seconds,
+                                        lambda: self.registry.by_user.keys())
         self._relay_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.broker.subscribe(self.channel)
         await self.broker.connect()
         self._relay_task = asyncio.create_task(self.relay.run(), name="relay")
+        await self.presence.start()
         log.info("gateway %s up", self.id)
 
     async def stop(self) -> None:
         # The server has closed every client with 1001 by now (gateway/server.py).
+        await self.presence.stop()
         if self._relay_task is not None:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -119,7 +124,9 @@ class GatewayNode:
             sync_failed(conn)
 
     async def _subscribe_user(self, user_id: int) -> None:
+        self.presence.joined(user_id)  # queued before the await: a leave cannot overtake it
         await self.broker.subscribe(keys.user_channel(user_id))
 
     async def _unsubscribe_user(self, user_id: int) -> None:
+        self.presence.left(user_id)
         await self.broker.unsubscribe(keys.user_channel(user_id))

@@ -27,6 +27,8 @@ AUTHENTICATED_FRAMES: dict[str, Frame] = {
     "send": {"type": "send", "dialog_id": "1_2", "text": "hi", "client_msg_id": "c1"},
     "history": {"type": "history", "dialog_id": "1_2"},
     "sync": {"type": "sync", "dialogs": {"1_2": 0}},
+    "typing": {"type": "typing", "dialog_id": "1_2"},
+    "read": {"type": "read", "dialog_id": "1_2", "seq": 1},
 }
 
 
