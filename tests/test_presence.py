@@ -31,7 +31,7 @@ async def test_online_once_offline_after_the_last_device_and_online_again(
     if not any(presence_of(carol_id, False)(f) for f in seen):
         await pushes_until(bob, presence_of(carol_id, False))
 
-    async def gateways_of(user_id: int) -> set[bytes]:
+    async def gateways_of(user_id: int) -> set[bytes | str]:
         return set(await rds.smembers(keys.presence(user_id)))
 
     # The first device: bob is told once.
@@ -91,5 +91,5 @@ async def _offline(client: ChatClient, *user_ids: int) -> bool:
     return [await peer_online(client, u) for u in user_ids] == [False] * len(user_ids)
 
 
-async def _count(members: Awaitable[set[bytes]], n: int) -> bool:
+async def _count(members: Awaitable[set[bytes | str]], n: int) -> bool:
     return len(await members) == n
