@@ -73,24 +73,33 @@ $reads$;
 
 -- For each dialog of a `dialogs` page (chat_service/dialog_summary.py), in one call: the newest
 -- stored message below bounds[k] (when wants_last[k]), and how many stored messages of peers[k]
--- lie in (afters[k], bounds[k]). One row per dialog, k its position. Table names are built from
--- the two integers only, and quoted with %I.
+-- lie in (afters[k], bounds[k]). One row per dialog, k its position. The dialog's row in
+-- `dialogs` (kept in the storage worker's transactions, so seen in the same snapshot as its
+-- table) spares the dialog table a count when nothing stored lies above the mark, and a visit
+-- when nothing is stored at all. Table names are built from the two integers only,
+-- and quoted with %I.
 CREATE OR REPLACE FUNCTION chat_dialog_tails_v1(
     los int[], his int[], peers int[], afters bigint[], bounds bigint[], wants_last boolean[]
 ) RETURNS TABLE (k int, m_seq bigint, m_id uuid, m_sent_at timestamptz, m_sender int, m_text text, unread bigint)
 LANGUAGE plpgsql STABLE AS $fn$
 DECLARE
-    tbl text;
+    stored bigint;
+    counting boolean;
 BEGIN
     FOR d IN 1 .. coalesce(array_length(los, 1), 0) LOOP
         k := d; m_seq := NULL; m_id := NULL; m_sent_at := NULL; m_sender := NULL; m_text := NULL; unread := 0;
-        tbl := format('chat_%s_%s', los[d], his[d]);
-        IF wants_last[d] THEN
-            EXECUTE format('SELECT seq, id, sent_at, sender_id, text FROM %I WHERE seq < $1 ORDER BY seq DESC LIMIT 1', tbl)
-            INTO m_seq, m_id, m_sent_at, m_sender, m_text USING bounds[d];
+        SELECT last_seq INTO stored FROM dialogs WHERE lo = los[d] AND hi = his[d];
+        counting := afters[d] + 1 < bounds[d] AND coalesce(stored, 0) > afters[d];
+        IF wants_last[d] AND coalesce(stored, 0) > 0 THEN
+            -- Normally the newest stored row is the row's last_seq: a primary key lookup.
+            EXECUTE format(
+                'SELECT seq, id, sent_at, sender_id, text FROM %I WHERE seq <= $1 AND seq < $2'
+                ' ORDER BY seq DESC LIMIT 1', format('chat_%s_%s', los[d], his[d]))
+            INTO m_seq, m_id, m_sent_at, m_sender, m_text USING stored, bounds[d];
         END IF;
-        IF afters[d] + 1 < bounds[d] THEN
-            EXECUTE format('SELECT count(*) FROM %I WHERE seq > $1 AND seq < $2 AND sender_id = $3', tbl)
+        IF counting THEN
+            EXECUTE format('SELECT count(*) FROM %I WHERE seq > $1 AND seq < $2 AND sender_id = $3',
+                           format('chat_%s_%s', los[d], his[d]))
             INTO unread USING afters[d], bounds[d], peers[d];
         END IF;
         RETURN NEXT;
