@@ -278,6 +278,20 @@ async def one_size(args: argparse.Namespace, n: int, root: Path, progress: Calla
             it = iter(sample * 2)
             result["history"] = await timed(len(sample), lambda: reader.page(next(it), before=None, limit=50))
             busiest = 1
+            if args.hub_rows:
+                # User 1's dialogs raised to --hub-rows as rows of `dialogs` alone (no tables, no
+                # users.chats): what the list queries read. Opening them through open_dialog
+                # would also grow user 1's users.chats array to that size (see --layout hub).
+                have = int(await admin.fetchval("SELECT max(id) FROM users"))
+                if have < args.hub_rows + 2:
+                    await admin.copy_records_to_table(
+                        "users", columns=["id", "username", "email", "password_hash"],
+                        records=[(u, f"u{u}", f"u{u}@bench.example.org", "x")
+                                 for u in range(have + 1, args.hub_rows + 3)])
+                await admin.execute(
+                    "INSERT INTO dialogs (lo, hi, last_seq, last_at) SELECT 1, k, k, now() - k * interval '1 s'"
+                    " FROM generate_series(2, $1 + 1) k ON CONFLICT DO NOTHING", args.hub_rows)
+                await admin.execute("ANALYZE dialogs")
             result["dialogs_list"] = {
                 "user_dialogs": len(await store.list_dialogs(pool, busiest)),
                 "list_dialogs": await timed(args.queries, lambda: store.list_dialogs(pool, busiest)),
@@ -307,6 +321,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--messages", type=int, default=100_000, help="messages spread over all dialogs")
     parser.add_argument("--queries", type=int, default=200, help="timed calls per dialog-list query")
+    parser.add_argument("--hub-rows", type=int, default=0,
+                        help="before the dialog-list queries, give user 1 this many dialogs as `dialogs` rows")
     parser.add_argument("--unbounded-tables", action="store_true",
                         help="store a second time with connections never replaced for their tables")
     parser.add_argument("--root", type=Path, default=None, help="work directory (default: a temporary one)")

@@ -9,6 +9,8 @@ Systems (``--systems``, comma-separated; default all):
 - ``relay-redis``  ceiling: a bare two-process relay over Redis pub/sub, a channel per user
 - ``storage``      storage_worker rows/s against a raw COPY into the same PostgreSQL
 - ``memory``       gateway memory per idle connection
+- ``dialogs``      the table-per-dialog layout at 1,000 dialogs (``python -m bench.dialogs`` for more;
+                   not run unless named)
 
 Every server is started and stopped here, in its own process group; results go to
 ``bench-results/bench-<time>.json``.
@@ -50,6 +52,8 @@ LABELS = {
 }
 EXTRA = ("storage", "memory")
 ALL = (*LOAD_SYSTEMS, *EXTRA)
+# Run only when named in --systems.
+OPTIONAL = ("dialogs",)
 RESULTS_DIR = Path("bench-results")
 
 
@@ -67,9 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=None, help="idle connections for memory (10,000)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default bench-results/bench-<time>.json)")
     args = parser.parse_args(argv)
-    unknown = set(args.systems.split(",")) - set(ALL)
+    unknown = set(args.systems.split(",")) - set(ALL) - set(OPTIONAL)
     if unknown:
-        parser.error(f"unknown systems {', '.join(sorted(unknown))}; choose from {', '.join(ALL)}")
+        parser.error(f"unknown systems {', '.join(sorted(unknown))}; choose from {', '.join((*ALL, *OPTIONAL))}")
     quick = args.quick
     args.shape = Shape(
         users=args.users or (10 if quick else 200),
@@ -175,7 +179,7 @@ def extra_lines(results: dict[str, dict[str, Any]]) -> list[str]:
 
 async def run_all(args: argparse.Namespace, root: Path) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
-    systems = [name for name in ALL if name in args.systems.split(",")]
+    systems = [name for name in (*ALL, *OPTIONAL) if name in args.systems.split(",")]
     for name in systems:
         print(f"== {name}", flush=True)
         started = time.monotonic()
@@ -184,6 +188,11 @@ async def run_all(args: argparse.Namespace, root: Path) -> dict[str, dict[str, A
         try:
             if name in LOAD_SYSTEMS:
                 results[name] = await LOAD_SYSTEMS[name](workdir, args.shape, _progress)
+            elif name == "dialogs":
+                from bench.dialogs import main as bench_dialogs
+
+                await bench_dialogs(["--sizes", "1000", "--out", str(workdir / "dialogs.json"), "--root", str(workdir)])
+                results[name] = json.loads((workdir / "dialogs.json").read_text())
             elif name == "storage":
                 from bench.storage import bench_storage
 

@@ -122,8 +122,9 @@ async def may_turn_row_triggers_off(conn: Connection) -> bool:
         if not _warned_row_checks:
             _warned_row_checks = True
             log.warning(
-                "this role may not set session_replication_role, so each stored row is checked "
-                "against users on its own, which costs PostgreSQL about 40%% more per row; "
+                "this role may not set session_replication_role, so each row stored into a dialog "
+                "table of the older layout (with a foreign key) is also checked against users on "
+                "its own, which costs PostgreSQL about 40%% more per row; "
                 "GRANT SET ON PARAMETER session_replication_role TO the worker's role to check "
                 "each batch's senders at once"
             )
