@@ -112,10 +112,18 @@ async def one_size(n: int, root: Path, args: argparse.Namespace, progress: Calla
             result["first_page_50"] = await timed(
                 args.calls, lambda: dialog_page(pool, redis, 1, limit=50, cursor=None))
             progress(f"  first page of 50: {result['first_page_50']}")
-            whole_calls = max(3, min(args.calls, 200_000 // max(1, n)))
-            result["whole_list"] = await timed(
-                whole_calls, lambda: dialog_page(pool, redis, 1, limit=None, cursor=None))
-            progress(f"  whole list ({n:,}): {result['whole_list']}")
+            # A page deep in the list: the cursor of the page before it, walked to once.
+            depth = min(10, max(1, n // 50))
+            cursor = None
+            for _ in range(depth - 1):
+                _, cursor = await dialog_page(pool, redis, 1, limit=50, cursor=cursor)
+            result["page_depth"] = depth
+            result["deep_page_50"] = await timed(
+                args.calls, lambda: dialog_page(pool, redis, 1, limit=50, cursor=cursor))
+            progress(f"  page {depth} of 50: {result['deep_page_50']}")
+            result["default_page_100"] = await timed(
+                args.calls, lambda: dialog_page(pool, redis, 1, limit=None, cursor=None))
+            progress(f"  first page, no limit given (100): {result['default_page_100']}")
             return result
         finally:
             await redis.close()

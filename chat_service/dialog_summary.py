@@ -29,8 +29,11 @@ from chatkit.wire import DialogSummary, Message, Peer, UserRef, wire_time
 
 _decode_message = msgspec.json.Decoder(Message).decode
 
-# Every dialog, when the request names no limit.
-ALL = 2**31 - 1
+# Dialogs per reply: the default and the cap (docs/PROTOCOL.md). Each dialog carries its last
+# message, up to 4096 characters: 100 of them keep a reply well under a client's 1 MiB frame,
+# and the cost of a reply (one table visit per dialog, at most) bounded whatever the user has.
+PAGE_DEFAULT = 100
+PAGE_MAX = 100
 _NO_BOUND = 2**62
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -83,8 +86,8 @@ async def dialog_page(
 ) -> tuple[list[DialogSummary], str | None]:
     """One page of ``me``'s dialogs, newest activity first, and the cursor of the next page."""
     after = decode_cursor(cursor) if cursor is not None else None
-    want = ALL if limit is None else limit
-    page = await dialogs_by_activity(pool, me, limit=min(ALL, want + 1), after=after)
+    want = min(PAGE_MAX, PAGE_DEFAULT if limit is None else limit)
+    page = await dialogs_by_activity(pool, me, limit=want + 1, after=after)
     more = len(page) > want
     page = page[:want]
     if not page:

@@ -65,7 +65,7 @@ Cursor = Annotated[str, msgspec.Meta(max_length=64)]
 
 
 class ListDialogs(Frame, tag="dialogs"):
-    # Omitted: every dialog. The cursor is a reply's `next_cursor`, for the page after it.
+    # Default and cap 100 (chat_service.dialog_summary). The cursor is a reply's `next_cursor`.
     limit: Limit | None = None
     cursor: Cursor | None = None
 
