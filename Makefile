@@ -10,7 +10,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[local,dev]'
 	touch $(STAMP)
 
 run: venv
@@ -27,13 +27,20 @@ check: venv
 	$(BIN)/mypy
 
 # Starts the stack with 2 gateways, load-tests both, always stops the stack (loadtest/stack.py).
+# A quick smoke run; it ends by saying how to run the bigger shapes (crowd, soak, k6).
 LOADTEST_ARGS ?= --users 200 --window 5 --messages 100
 loadtest: venv
 	$(BIN)/python -m loadtest.stack -- $(LOADTEST_ARGS)
+
+# The k6 scenario (loadtest/k6/chat.js) against a fresh 2-gateway stack: K6_ARGS="-e VUS=200".
+K6_ARGS ?= -e VUS=20 -e SEND_SECONDS=20
+.PHONY: loadtest-k6
+loadtest-k6: venv
+	$(BIN)/python -m loadtest.stack --k6 $(K6_ARGS)
 
 # One comparison run (docs/PERFORMANCE.md): installs the bench extras (python-socketio) and, on
 # first use, soketi into bench/soketi/node_modules. BENCH_ARGS="--quick" for a smoke run.
 .PHONY: bench
 bench: venv
-	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m pip install -q -e '.[local,dev,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -9,6 +9,8 @@ Systems (``--systems``, comma-separated; default all):
 - ``relay-redis``  ceiling: a bare two-process relay over Redis pub/sub, a channel per user
 - ``storage``      storage_worker rows/s against a raw COPY into the same PostgreSQL
 - ``memory``       gateway memory per idle connection
+- ``crowd``        many connected, few talking: 10,000 users (``--crowd``), 2 % talking at a human
+                   rate, ramped in 4 stages; latency, ramp time, server RSS and CPU per user
 - ``dialogs``      the table-per-dialog layout at 1,000 dialogs (``python -m bench.dialogs`` for more;
                    not run unless named)
 
@@ -50,7 +52,7 @@ LABELS = {
     "relay": "raw relay, 1 process",
     "relay-redis": "raw relay, 2 procs + Redis",
 }
-EXTRA = ("storage", "memory")
+EXTRA = ("storage", "memory", "crowd")
 ALL = (*LOAD_SYSTEMS, *EXTRA)
 # Run only when named in --systems.
 OPTIONAL = ("dialogs",)
@@ -69,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=None, help="un-acked messages per client (default 5)")
     parser.add_argument("--storage-messages", type=int, default=None, help="stream entries to store (100,000)")
     parser.add_argument("--connections", type=int, default=None, help="idle connections for memory (10,000)")
+    parser.add_argument("--crowd", type=int, default=None, help="connected users for crowd (10,000)")
+    parser.add_argument("--crowd-hold", type=float, default=None, help="seconds held at each crowd stage (20)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default bench-results/bench-<time>.json)")
     args = parser.parse_args(argv)
     unknown = set(args.systems.split(",")) - set(ALL) - set(OPTIONAL)
@@ -84,6 +88,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--users must be even and at least 2")
     args.storage_messages = args.storage_messages or (2_000 if quick else 100_000)
     args.connections = args.connections or (500 if quick else 10_000)
+    from bench.crowd import CrowdShape
+
+    args.crowd_shape = CrowdShape(
+        connected=args.crowd or (200 if quick else 10_000),
+        stages=2 if quick else 4,
+        stage_hold=args.crowd_hold or (3.0 if quick else 20.0),
+    )
     return args
 
 
@@ -115,6 +126,10 @@ def _ms(value: float | None) -> str:
     return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.1f} ms"
 
 
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
 def _ratio(value: float | None, base: float | None) -> str:
     if not value or not base:
         return "-"
@@ -139,7 +154,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         errors = sum(result["errors"].values())
         lost = f"{result['lost']}" + (f" (+{errors} errors)" if errors else "")
         lines.append(
-            f"| {label} | {result['delivered_per_s']:,.0f} | {_ms(e2e['p50'])} | {_ms(e2e['p99'])} "
+            f"| {label} | {_rate(result['delivered_per_s'])} | {_ms(e2e['p50'])} | {_ms(e2e['p99'])} "
             f"| {_ms(e2e['max'])} | {ack} | {lost} | {result['duplicated']} "
             f"| {_ratio(rate.get(name), rate.get('socketio'))} | {_ratio(rate.get(name), rate.get('soketi'))} |"
         )
@@ -167,7 +182,9 @@ def _memory_line(memory: dict[str, Any]) -> str:
 def extra_lines(results: dict[str, dict[str, Any]]) -> list[str]:
     """One line for each of the non-load systems that ran: its figures, or how it failed."""
     lines: list[str] = []
-    for name, describe in (("storage", _storage_line), ("memory", _memory_line)):
+    from bench.crowd import crowd_line
+
+    for name, describe in (("storage", _storage_line), ("memory", _memory_line), ("crowd", crowd_line)):
         result = results.get(name)
         if result is not None:
             lines.append(f"{name}: failed: {result['error']}" if "error" in result else describe(result))
@@ -188,6 +205,10 @@ async def run_all(args: argparse.Namespace, root: Path) -> dict[str, dict[str, A
         try:
             if name in LOAD_SYSTEMS:
                 results[name] = await LOAD_SYSTEMS[name](workdir, args.shape, _progress)
+            elif name == "crowd":
+                from bench.crowd import bench_crowd
+
+                results[name] = await bench_crowd(workdir, args.crowd_shape, _progress)
             elif name == "dialogs":
                 from bench.dialogs import main as bench_dialogs
 
@@ -214,12 +235,12 @@ def _progress(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    nofile = raise_nofile_limit(max(65536, args.connections * 3))
+    nofile = raise_nofile_limit(max(65536, args.connections * 3, args.crowd_shape.connected * 3))
     root = Path(tempfile.mkdtemp(prefix="chat-bench-"))
     command = "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv)
     started = time.time()
     results = _run_loop(run_all(args, root))
-    failed = any("error" in result for result in results.values())
+    failed = any("error" in result or result.get("ok") is False for result in results.values())
     report: dict[str, Any] = {
         "command": command.strip(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),

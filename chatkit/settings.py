@@ -28,6 +28,10 @@ class Settings:
     port: int = 8000
     # Launcher only: how many gateways to start, on consecutive ports from `port`.
     gateways: int = 1
+    # Launcher only: 1 runs the machine's nginx in front of the gateways, from infra/nginx.conf
+    # (devstack/nginx.py), on this port of 127.0.0.1.
+    nginx: int = 0
+    nginx_port: int = 8080
     # Launcher only: where embedded servers keep their data between runs.
     data_dir: Path = Path(".chat")
     # HMAC secret for login tokens; every auth_service replica needs the same one.

@@ -27,7 +27,9 @@ from types import FrameType
 from typing import IO, Protocol, TextIO
 
 from chatkit.settings import Settings, SettingsError, env_name
+from devstack import nginx
 from devstack.embedded import EmbeddedServer, free_port, port_is_free, start_postgres, start_valkey
+from devstack.lock import DataDirLock
 
 # Every package the launcher runs as `python -m <package>`; docker-compose.yml must run the same.
 WORKERS: tuple[str, ...] = ("auth_service", "chat_service", "storage_worker")
@@ -91,6 +93,7 @@ class Launcher:
         self._stop_requested = threading.Event()
         self._servers: list[EmbeddedServer] = []
         self._children: list[Child] = []
+        self._lock: DataDirLock | None = None
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self._stop_requested.set()
@@ -111,13 +114,20 @@ class Launcher:
     def _run(self) -> None:
         settings = Settings.from_env(self._environ)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Before anything is started there: a second stack on these files would corrupt them.
+        self._lock = DataDirLock(settings.data_dir)
+        self._lock.acquire()
         settings = self._with_secret(settings)
         settings = self._with_embedded_servers(settings)
         self._start_children(settings)
         for port in gateway_ports(settings):
             self._wait_healthy(f"http://{client_host(settings.host)}:{port}/healthz")
-        for port in gateway_ports(settings):
-            self._out.line(f"chat backend ready: ws://{client_host(settings.host)}:{port}/ws")
+        urls = [f"ws://{client_host(settings.host)}:{port}/ws" for port in gateway_ports(settings)]
+        for url in urls:
+            self._out.line(f"chat backend ready: {url}")
+        if settings.nginx:
+            urls.append(self._start_nginx(settings))
+        self._lock.describe(f"the stack of pid {os.getpid()} ({', '.join(urls)})")
         self._out.line(site_line(settings))
         while True:
             self._check()
@@ -172,10 +182,26 @@ class Launcher:
         for index, port in enumerate(gateway_ports(settings), start=1):
             self._spawn(f"{GATEWAY}-{index}", GATEWAY, {**base, env_name("port"): str(port)})
 
+    def _start_nginx(self, settings: Settings) -> str:
+        """The machine's nginx in front of the gateways, from infra/nginx.conf (devstack/nginx.py)."""
+        host = client_host(settings.host)
+        port = preferred_port(settings.nginx_port)
+        config = nginx.write_config(
+            upstreams=[f"{host}:{gateway}" for gateway in gateway_ports(settings)], port=port,
+            site_dir=settings.site_dir, data_dir=settings.data_dir,
+        )
+        self._spawn_command("nginx", nginx.command(nginx.find_nginx(), config), dict(self._environ))
+        self._wait_healthy(f"http://127.0.0.1:{port}/healthz")
+        self._out.line(f"nginx in front of the gateways: http://127.0.0.1:{port}/ (ws://127.0.0.1:{port}/ws)")
+        return f"ws://127.0.0.1:{port}/ws"
+
     def _spawn(self, name: str, package: str, env: dict[str, str]) -> None:
         env = {**env, env_name("instance"): f"{socket.gethostname()}-{os.getpid()}-{name}"}
+        self._spawn_command(name, [sys.executable, "-m", package], env)
+
+    def _spawn_command(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         process = subprocess.Popen(
-            [sys.executable, "-m", package],
+            argv,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -212,6 +238,8 @@ class Launcher:
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
+        if self._lock is not None:
+            self._lock.release()
 
 
 def stop_process_groups(processes: list[subprocess.Popen[bytes]], timeout: float) -> None:

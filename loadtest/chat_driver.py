@@ -117,6 +117,9 @@ class ChatDriver:
         except (ConnectionError, websockets.ConnectionClosed) as error:
             raise SendError("connection_closed", str(error)) from error
 
+    def open_connections(self) -> int:
+        return sum(1 for client in self._clients if client is not None and not client.closed)
+
     async def close(self) -> None:
         clients = [client for client in self._clients if client is not None]
         self._clients = []

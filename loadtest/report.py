@@ -1,20 +1,33 @@
-"""Results of a run: a JSON file (config, summary, per-second series), a self-contained HTML page
-(inline SVG charts, no external assets) and a summary table on the console."""
+"""Results of a run: a JSON file (config, summary, time series, distribution), a self-contained
+HTML page for people (a verdict, tables with units, charts inlined as SVG), the same charts as
+PNG files beside it (to paste into a README or keep as a CI artifact), and a summary on the
+console."""
 
 from __future__ import annotations
 
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from loadtest import charts
+
 LATENCY_COLUMNS = ("p50", "p90", "p99", "p99.9", "max")
-_WIDTH, _HEIGHT, _PAD = 720, 260, 48
+_LATENCY_LABELS = {"end_to_end": "end to end (send to partner's receipt)", "ack": "ack (send to the server's reply)"}
+_COUNT_LABELS = {
+    "sent": "messages sent",
+    "acked": "acknowledged by the server",
+    "delivered": "delivered to the partner",
+    "lost": "lost (acknowledged, never delivered)",
+    "duplicated": "delivered more than once (extra copies)",
+    "misrouted": "delivered to the wrong user",
+    "unexpected": "received but never sent in this run",
+}
 
 
 def result_stem(result: dict[str, Any]) -> str:
@@ -23,18 +36,102 @@ def result_stem(result: dict[str, Any]) -> str:
 
 
 def write_results(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """Write ``<stem>.json`` and ``<stem>.html`` into ``out_dir`` (made if missing), never
-    overwriting an earlier run's files; returns both paths."""
+    """Write ``<stem>.json``, ``<stem>.html`` and, with matplotlib, ``<stem>.png`` (and
+    ``<stem>-servers.png`` when servers were sampled) into ``out_dir`` (made if missing), never
+    overwriting an earlier run's files; returns the JSON and HTML paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = result_stem(result)
     candidate, n = stem, 1
-    while (out_dir / f"{candidate}.json").exists() or (out_dir / f"{candidate}.html").exists():
+    while any(out_dir.glob(f"{candidate}.*")):
         n += 1
         candidate = f"{stem}-{n}"
     json_path, html_path = out_dir / f"{candidate}.json", out_dir / f"{candidate}.html"
     json_path.write_text(json.dumps(result, indent=2) + "\n")
-    html_path.write_text(render_html(result))
+    figures = _figures(result)
+    for suffix, figure in figures:
+        (out_dir / f"{candidate}{suffix}.png").write_bytes(charts.png(figure))
+    html_path.write_text(render_html(result, [charts.svg(figure) for _, figure in figures]))
     return json_path, html_path
+
+
+def _figures(result: dict[str, Any]) -> list[tuple[str, Any]]:
+    if not charts.available():
+        return []
+    figures: list[tuple[str, Any]] = [("", charts.run_figure(result))]
+    if result.get("servers", {}).get("processes"):
+        figures.append(("-servers", charts.servers_figure(result["servers"])))
+    return figures
+
+
+# --- words --------------------------------------------------------------------------------------
+
+
+def problems(result: dict[str, Any]) -> list[str]:
+    """What went wrong, in words; empty when the run passed."""
+    summary = result["summary"]
+    found = [f"{summary[key]:,} {_COUNT_LABELS[key].split(' (')[0]}" for key in
+             ("lost", "duplicated", "misrouted", "unexpected") if summary.get(key)]  # fmt: skip
+    errors = sum(summary["errors"].values())
+    if errors:
+        found.append(f"{errors:,} failed request(s)")
+    if not result.get("completed", True):
+        found.append("the hard deadline (--timeout) stopped the run")
+    leaks = result.get("servers", {}).get("leaks", [])
+    found += [f"{leak} keeps growing" for leak in leaks]
+    return found
+
+
+def verdict(result: dict[str, Any]) -> str:
+    found = problems(result)
+    if not found:
+        return "Passed: every acknowledged message was delivered exactly once, no request failed."
+    return "FAILED: " + "; ".join(found) + "."
+
+
+def describe_shape(result: dict[str, Any]) -> str:
+    config = result["config"]
+    if config.get("mode") == "crowd":
+        return (f"{config['connected']:,} connected users on {len(config['urls'])} gateway URL(s), "
+                f"{config['users']:,} of them talking in pairs (one message every {config['talk_every']:g} s each on "
+                f"average); idle users ramped in {config['stages']} stage(s) held {config['stage_hold']:g} s each; "
+                f"drain {duration(config['drain'])}.")  # fmt: skip
+    pace = (f"{config['rate']:g} messages/s in total (open loop)" if config.get("rate")
+            else f"up to {config['window']} un-acknowledged messages per user (closed loop)")  # fmt: skip
+    amount = (f"{config['messages']:,} messages per user" if config.get("messages")
+              else f"for {duration(config['duration'])}")  # fmt: skip
+    return (f"{config['users']:,} users in {config['users'] // 2:,} pairs on {len(config['urls'])} gateway URL(s), "
+            f"{pace}, {amount}; drain {duration(config['drain'])}, hard deadline {duration(config['timeout'])}.")
+
+
+def duration(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def rate_text(summary: dict[str, Any]) -> str:
+    rate = summary.get("delivered_per_s")
+    if rate is None:
+        return summary.get("rate_note") or "-"
+    return f"{rate:,.0f} messages/s over the whole {duration(summary['elapsed_s'])} measured"
+
+
+def mib(value: float) -> str:
+    return f"{value / 2**20:,.1f} MiB"
+
+
+def _ms(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.2f}" if isinstance(value, float) else str(value)
 
 
 # --- console ------------------------------------------------------------------------------------
@@ -44,18 +141,18 @@ def summary_tables(result: dict[str, Any]) -> list[Table]:
     summary = result["summary"]
     counts = Table(title="delivery", title_justify="left")
     names = ("sent", "acked", "delivered", "lost", "duplicated", "misrouted", "unexpected")
-    for name in (*names, "errors", "msgs/s"):
+    for name in (*names, "errors"):
         counts.add_column(name, justify="right")
-    rate = summary["delivered_per_s"]
     errors = sum(summary["errors"].values())
-    counts.add_row(*(str(summary[name]) for name in names), str(errors), "-" if rate is None else f"{rate:,.0f}")
+    counts.add_row(*(f"{summary[name]:,}" for name in names), f"{errors:,}")
 
     latency = Table(title="latency (ms)", title_justify="left")
     latency.add_column("")
     for column in ("count", "mean", *LATENCY_COLUMNS):
         latency.add_column(column, justify="right")
     for kind, values in summary["latency_ms"].items():
-        latency.add_row(kind, *(_ms(values.get(column)) for column in ("count", "mean", *LATENCY_COLUMNS)))
+        latency.add_row(kind.replace("_", " "), *(_ms(values.get(column)) for column in ("count", "mean",
+                                                                                        *LATENCY_COLUMNS)))
     tables = [counts, latency]
     if summary["errors"]:
         by_code = Table(title="errors", title_justify="left")
@@ -63,132 +160,140 @@ def summary_tables(result: dict[str, Any]) -> list[Table]:
             by_code.add_column(column, justify="right" if column == "count" else "left")
         examples = summary.get("error_examples", {})
         for code, n in summary["errors"].items():
-            by_code.add_row(code, str(n), examples.get(code, ""))
+            by_code.add_row(code, f"{n:,}", examples.get(code, ""))
         tables.append(by_code)
+    for title, header, rows in _extra_tables(result):
+        table = Table(title=title, title_justify="left")
+        for index, column in enumerate(header):
+            table.add_column(column, justify="left" if index == 0 else "right")
+        for row in rows:
+            table.add_row(*row)
+        tables.append(table)
     return tables
 
 
-def _ms(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
 def print_summary(result: dict[str, Any], console: Console) -> None:
-    config = result["config"]
-    shape = f"rate {config['rate']:g}/s" if config.get("rate") else f"window {config['window']}"
-    amount = f"{config['messages']} messages each" if config.get("messages") else f"{config['duration']:g} s"
-    console.print(
-        f"{result['driver']}: {config['users']} users on {len(config['urls'])} URL(s), {shape}, {amount}; "
-        f"setup {result['setup_s']:.1f} s, load {result['summary']['elapsed_s']:.1f} s"
-        + ("" if result.get("completed", True) else " [bold red](hard deadline hit)[/]")
-    )
+    console.print(f"{result['driver']}: {describe_shape(result)}", highlight=False)
+    console.print(f"setup {duration(result['setup_s'])}, load {duration(result['summary']['elapsed_s'])}; "
+                  f"{rate_text(result['summary'])}", highlight=False)  # fmt: skip
     for table in summary_tables(result):
         console.print(table)
+    for note in _notes(result):
+        console.print(note, highlight=False)
+    style = "bold green" if not problems(result) else "bold red"
+    console.print(f"[{style}]{html.escape(verdict(result), quote=False)}[/]")
+
+
+def _notes(result: dict[str, Any]) -> list[str]:
+    notes: list[str] = []
+    servers = result.get("servers")
+    if servers:
+        notes.append(servers.get("note", ""))
+    crowd = result.get("crowd")
+    if crowd:
+        notes.append(crowd.get("note", ""))
+    return [note for note in notes if note]
+
+
+# --- tables shared by console and HTML ------------------------------------------------------------
+
+
+def _extra_tables(result: dict[str, Any]) -> Iterable[tuple[str, Sequence[str], list[list[str]]]]:
+    crowd = result.get("crowd")
+    if crowd:
+        header: tuple[str, ...] = (
+            "stage", "connected", "talking", "ramp", "e2e p50", "e2e p99", "delivered", "server RSS", "server CPU",
+            "RSS per idle user added", "CPU per connected user",
+        )  # fmt: skip
+        rows = []
+        for stage in crowd["stages"]:
+            latency = stage["latency_ms"]
+            rows.append([
+                str(stage["stage"]), f"{stage['connected']:,}", f"{stage['talking']:,}", duration(stage["ramp_s"]),
+                f"{_ms(latency['p50'])} ms", f"{_ms(latency['p99'])} ms", f"{stage['delivered']:,}",
+                mib(stage["servers_rss_bytes"]), f"{stage['servers_cpu_percent']:.0f} %",
+                f"{stage['rss_per_user_bytes'] / 1024:.1f} KiB", f"{stage['cpu_per_user_us_per_s']:.1f} µs/s",
+            ])  # fmt: skip
+        yield "crowd stages", header, rows
+    servers = result.get("servers")
+    if servers and servers.get("processes"):
+        header = ("process", "pid", "RSS first", "RSS last", "RSS trend", "open files trend", "CPU mean", "verdict")
+        rows = []
+        for process in servers["processes"]:
+            samples, trend = process["samples"], process["trend"]
+            judged = trend["verdict"] != "not judged"
+            rows.append([
+                process["name"], str(process["pid"]), mib(samples[0]["rss_bytes"]), mib(samples[-1]["rss_bytes"]),
+                _per_hour(trend.get("rss_bytes_per_h") if judged else None, mib),
+                _per_hour(trend.get("fds_per_h") if judged else None, lambda v: f"{v:+.1f}"),
+                f"{process['cpu_mean_percent']:.1f} %", trend["verdict"],
+            ])  # fmt: skip
+        yield "server processes (trend after warm-up, Theil-Sen slope per hour)", header, rows
+
+
+def _per_hour(value: float | None, fmt: Any) -> str:
+    if value is None:
+        return "-"
+    text = fmt(value)
+    return f"{'+' if value >= 0 and not text.startswith(('+', '-')) else ''}{text}/h"
 
 
 # --- HTML ---------------------------------------------------------------------------------------
 
 
-def render_html(result: dict[str, Any]) -> str:
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(result: dict[str, Any], figures_svg: Sequence[str] = ()) -> str:
     summary = result["summary"]
-    series = result["series"]
     title = f"chat-loadtest {result.get('driver', '')} {result.get('started_at', '')}"
-    latency = summary["latency_ms"]
-    bars = bar_chart(
-        "latency percentiles (ms)",
-        list(LATENCY_COLUMNS),
-        {kind: [values.get(column) for column in LATENCY_COLUMNS] for kind, values in latency.items()},
-    )
-    throughput = line_chart("delivered msgs/s", [(row["t"], row["delivered"]) for row in series])
-    p99 = line_chart("end-to-end p99 per second (ms)", [(row["t"], row["p99_ms"]) for row in series])
-    rows = "".join(
-        f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(json.dumps(value))}</td></tr>"
-        for key, value in {**summary, "config": result["config"]}.items()
+    passed = not problems(result)
+    counts = _table(("", "messages"), ([label, f"{summary[key]:,}"] for key, label in _COUNT_LABELS.items()))
+    latency = _table(
+        ("latency (ms)", "count", "mean", *LATENCY_COLUMNS),
+        ([_LATENCY_LABELS.get(kind, kind), *(_ms(values.get(c)) for c in ("count", "mean", *LATENCY_COLUMNS))]
+         for kind, values in summary["latency_ms"].items()),
+    )  # fmt: skip
+    errors = ""
+    if summary["errors"]:
+        examples = summary.get("error_examples", {})
+        errors = "<h2>Errors</h2>" + _table(
+            ("code", "count", "first message"),
+            ([code, f"{n:,}", examples.get(code, "")] for code, n in summary["errors"].items()),
+        )
+    extra = "".join(f"<h2>{html.escape(t[:1].upper() + t[1:])}</h2>{_table(h, r)}" for t, h, r in _extra_tables(result))
+    notes = "".join(f"<p>{html.escape(note)}</p>" for note in _notes(result))
+    figures = "\n".join(figures_svg) or (
+        "<p>No charts: matplotlib is not installed (<code>pip install -e '.[local]'</code>).</p>"
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
-body {{ font: 14px system-ui, sans-serif; margin: 2em; color: #222; }}
+body {{ font: 14px system-ui, sans-serif; margin: 2em; color: #222; max-width: 1150px; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }}
-svg {{ display: block; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; vertical-align: top; }}
+th:first-child, td:first-child {{ text-align: left; }}
+.verdict {{ font-weight: bold; color: {"#176617" if passed else "#b00020"}; }}
+svg {{ display: block; margin: 1em 0; max-width: 100%; height: auto; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>ok: <b>{html.escape(str(result.get("ok")))}</b>, completed: {html.escape(str(result.get("completed")))},
-setup {result.get("setup_s")} s</p>
-{bars}
-{throughput}
-{p99}
-<table>{rows}</table>
+<p class="verdict">{html.escape(verdict(result))}</p>
+<p>{html.escape(describe_shape(result))}</p>
+<p>Setup took {html.escape(duration(result.get("setup_s")))}; the load ran
+{html.escape(duration(summary["elapsed_s"]))} (from the first send to the last delivery or ack).
+Throughput: {html.escape(rate_text(summary))}.</p>
+<h2>Delivery</h2>
+{counts}
+<h2>Latency</h2>
+{latency}
+{errors}
+{extra}
+{notes}
+<h2>Charts</h2>
+{figures}
+<p>Gateway URLs: {html.escape(", ".join(result["config"]["urls"]))}.</p>
 </body></html>
 """
-
-
-def _scale(maximum: float) -> float:
-    return maximum if maximum > 0 else 1.0
-
-
-def line_chart(title: str, points: Sequence[tuple[float, float | None]]) -> str:
-    """An inline SVG polyline of ``(x, y)`` points; ``None`` values are skipped."""
-    known = [(x, y) for x, y in points if y is not None]
-    top = _scale(max((y for _, y in known), default=0.0))
-    right = _scale(max((x for x, _ in known), default=0.0))
-    inner_w, inner_h = _WIDTH - 2 * _PAD, _HEIGHT - 2 * _PAD
-
-    def at(x: float, y: float) -> str:
-        return f"{_PAD + x / right * inner_w:.1f},{_HEIGHT - _PAD - y / top * inner_h:.1f}"
-
-    line = " ".join(at(x, y) for x, y in known)
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_HEIGHT}" role="img">'
-        f'<title>{html.escape(title)}</title>'
-        f'<text x="{_PAD}" y="20" font-weight="bold">{html.escape(title)}</text>'
-        f'{_axes(top, f"{right:g} s")}'
-        f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{line}"/></svg>'
-    )
-
-
-def bar_chart(title: str, labels: Sequence[str], groups: dict[str, list[float | None]]) -> str:
-    """An inline SVG of grouped bars: one group per label, one bar per entry of ``groups``."""
-    colors = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
-    top = _scale(max((v for values in groups.values() for v in values if v is not None), default=0.0))
-    inner_w, inner_h = _WIDTH - 2 * _PAD, _HEIGHT - 2 * _PAD
-    slot = inner_w / max(len(labels), 1)
-    bar = slot * 0.8 / max(len(groups), 1)
-    parts: list[str] = []
-    for i, label in enumerate(labels):
-        x0 = _PAD + i * slot + slot * 0.1
-        parts.append(f'<text x="{x0:.1f}" y="{_HEIGHT - _PAD + 16}">{html.escape(label)}</text>')
-        for j, values in enumerate(groups.values()):
-            value = values[i] if i < len(values) else None
-            if value is None:
-                continue
-            height = value / top * inner_h
-            x, y = x0 + j * bar, _HEIGHT - _PAD - height
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar * 0.9:.1f}" height="{height:.1f}" '
-                f'fill="{colors[j % len(colors)]}"><title>{value:g}</title></rect>'
-            )
-    legend = "".join(
-        f'<text x="{_WIDTH - 160}" y="{20 + 16 * j}" fill="{colors[j % len(colors)]}">{html.escape(name)}</text>'
-        for j, name in enumerate(groups)
-    )
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_HEIGHT}" role="img">'
-        f'<title>{html.escape(title)}</title>'
-        f'<text x="{_PAD}" y="20" font-weight="bold">{html.escape(title)}</text>'
-        f'{_axes(top, "")}{"".join(parts)}{legend}</svg>'
-    )
-
-
-def _axes(top: float, right_label: str) -> str:
-    bottom = _HEIGHT - _PAD
-    return (
-        f'<line x1="{_PAD}" y1="{_PAD}" x2="{_PAD}" y2="{bottom}" stroke="#888"/>'
-        f'<line x1="{_PAD}" y1="{bottom}" x2="{_WIDTH - _PAD}" y2="{bottom}" stroke="#888"/>'
-        f'<text x="4" y="{_PAD + 4}">{top:,.4g}</text><text x="4" y="{bottom}">0</text>'
-        f'<text x="{_WIDTH - _PAD - 30}" y="{bottom + 16}">{html.escape(right_label)}</text>'
-    )

@@ -13,6 +13,8 @@ Two ways to pace senders:
 A run ends after ``messages`` per user or after ``duration`` seconds of sending, then waits up to
 ``drain`` seconds for the last deliveries. ``timeout`` bounds the whole run, setup included: when
 it passes, sending stops, the ``deadline`` error is counted and the run reports what it has.
+:func:`default_timeout` gives a ``--duration`` run room for its setup, its duration, the last
+acks and the drain, so a run that did what it was asked never meets its deadline.
 """
 
 from __future__ import annotations
@@ -34,6 +36,21 @@ from loadtest.urls import check_ws_url, require_loopback
 
 CLOSE_TIMEOUT_S = 15.0
 _DRAIN_POLL_S = 0.01
+_CONNECTIONS_POLL_S = 0.5
+#: The deadline of a run by message count, when none is given.
+MESSAGES_TIMEOUT_S = 600.0
+#: Room for setup in a derived deadline: a fixed part plus a part per user (a login each).
+SETUP_ALLOWANCE_S = 120.0
+SETUP_ALLOWANCE_PER_USER_S = 0.05
+
+
+def default_timeout(*, users: int, duration: float | None, drain: float, request_timeout: float) -> float:
+    """The hard deadline when none is given: for a ``duration`` run, setup allowance + duration +
+    one request timeout (the last sends' acks) + drain; otherwise :data:`MESSAGES_TIMEOUT_S`."""
+    if duration is None:
+        return MESSAGES_TIMEOUT_S
+    setup = SETUP_ALLOWANCE_S + SETUP_ALLOWANCE_PER_USER_S * users
+    return setup + duration + request_timeout + drain
 
 
 class SetupError(Exception):
@@ -102,7 +119,9 @@ class RunResult:
             "completed": not self.deadline_hit,
             "ok": self.ok(),
             "summary": self.stats.summary(self.elapsed_s),
+            "series_bucket_s": self.stats.bucket_s,
             "series": self.stats.series(),
+            "distribution": self.stats.distribution(),
             **self.extra,
         }
 
@@ -231,13 +250,28 @@ class LoadRun:
 
     async def _load(self) -> bool:
         self.phase = "load"
+        watcher = asyncio.create_task(self._watch_connections())
         try:
             async with asyncio.timeout(self._remaining()):
                 await _Load(self.driver, self.config, self.stats).run()
         except TimeoutError:
             self.stats.on_error("deadline", time.monotonic(), "sending stopped at the hard deadline (--timeout)")
             return True
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         return False
+
+    async def _watch_connections(self) -> None:
+        """Record the driver's open connections over time, if it can tell them."""
+        count = getattr(self.driver, "open_connections", None)
+        self.stats.on_connections(count() if callable(count) else self.config.users, time.monotonic())
+        while callable(count):
+            await asyncio.sleep(_CONNECTIONS_POLL_S)
+            now_open = count()
+            if now_open != self.stats.connections:
+                self.stats.on_connections(now_open, time.monotonic())
 
     async def _drain(self) -> None:
         self.phase = "drain"

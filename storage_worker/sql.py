@@ -65,7 +65,7 @@ $fn$;
 
 -- One dialog's rows into chat_{lo}_{hi}; returns how many were new. With skip_stored,
 -- conflicts on seq are no-ops, which makes a redelivered message harmless. With check_senders,
--- the dialog's senders are checked first (when the batch's were not checked at once).
+-- the dialog's senders are checked too (when the batch's were not checked at once).
 CREATE OR REPLACE FUNCTION storage_worker_insert_v3(
     lo int, hi int, seqs bigint[], ids uuid[], sent_ats timestamptz[], senders int[], texts text[],
     skip_stored boolean, check_senders boolean
@@ -73,14 +73,16 @@ CREATE OR REPLACE FUNCTION storage_worker_insert_v3(
 DECLARE
     added int;
 BEGIN
-    IF check_senders THEN
-        PERFORM storage_worker_check_senders_v3(ARRAY(SELECT DISTINCT unnest(senders)));
-    END IF;
     EXECUTE format(
         'INSERT INTO %I (seq, id, sent_at, sender_id, text) SELECT * FROM unnest($1, $2, $3, $4, $5)%s',
         format('chat_%s_%s', lo, hi), CASE WHEN skip_stored THEN ' ON CONFLICT DO NOTHING' ELSE '' END)
     USING seqs, ids, sent_ats, senders, texts;
     GET DIAGNOSTICS added = ROW_COUNT;
+    -- After the insert, so that a missing table is reported as such (42P01); as safe as
+    -- before it: the senders stay locked until the commit, and a missing one undoes the rows.
+    IF check_senders THEN
+        PERFORM storage_worker_check_senders_v3(ARRAY(SELECT DISTINCT unnest(senders)));
+    END IF;
     RETURN added;
 END
 $fn$;
