@@ -75,8 +75,7 @@ $reads$;
 -- stored message below bounds[k] (when wants_last[k]), and how many stored messages of peers[k]
 -- lie in (afters[k], bounds[k]). One row per dialog, k its position. The dialog's row in
 -- `dialogs` (kept in the storage worker's transactions, so seen in the same snapshot as its
--- table) spares the dialog table a count when nothing stored lies above the mark, and a visit
--- when nothing is stored at all. Table names are built from the two integers only,
+-- table) spares the dialog table a count when nothing stored lies above the mark. Table names are built from the two integers only,
 -- and quoted with %I.
 CREATE OR REPLACE FUNCTION chat_dialog_tails_v1(
     los int[], his int[], peers int[], afters bigint[], bounds bigint[], wants_last boolean[]
@@ -89,11 +88,20 @@ BEGIN
     FOR d IN 1 .. coalesce(array_length(los, 1), 0) LOOP
         k := d; m_seq := NULL; m_id := NULL; m_sent_at := NULL; m_sender := NULL; m_text := NULL; unread := 0;
         SELECT last_seq INTO stored FROM dialogs WHERE lo = los[d] AND hi = his[d];
-        counting := afters[d] + 1 < bounds[d] AND coalesce(stored, 0) > afters[d];
-        IF wants_last[d] AND coalesce(stored, 0) > 0 THEN
+        stored := coalesce(stored, 0);
+        -- A dialog whose table is missing (restored without it, dropped by hand) lists empty
+        -- instead of failing everyone's list.
+        IF to_regclass(format('%I', format('chat_%s_%s', los[d], his[d]))) IS NULL THEN
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        -- last_seq 0: nothing stored, or a row made for an older dialog that has not caught up
+        -- with its table yet (schema.sql's migration): then the table is asked.
+        counting := afters[d] + 1 < bounds[d] AND (stored = 0 OR stored > afters[d]);
+        IF wants_last[d] THEN
             -- Normally the newest stored row is the row's last_seq: a primary key lookup.
             EXECUTE format(
-                'SELECT seq, id, sent_at, sender_id, text FROM %I WHERE seq <= $1 AND seq < $2'
+                'SELECT seq, id, sent_at, sender_id, text FROM %I WHERE seq < $2 AND ($1 = 0 OR seq <= $1)'
                 ' ORDER BY seq DESC LIMIT 1', format('chat_%s_%s', los[d], his[d]))
             INTO m_seq, m_id, m_sent_at, m_sender, m_text USING stored, bounds[d];
         END IF;
