@@ -64,6 +64,9 @@ async def run_fanout(pool: asyncpg.Pool, redis: RedisClient, settings: Settings)
             except REDIS_DOWN as exc:
                 log.warning("presence fan-out: Redis unreachable (%s); retrying", exc)
                 await backoff.wait()
+            except Exception:
+                log.exception("presence fan-out failed; starting again")
+                await backoff.wait()
     finally:
         await consumer.close()
 
@@ -78,3 +81,5 @@ async def run_sweeper(redis: RedisClient, settings: Settings) -> None:
                 log.info("presence: %d users of dead gateways went offline", gone)
         except REDIS_DOWN as exc:
             log.warning("presence sweep failed (%s)", exc)
+        except Exception:
+            log.exception("presence sweep failed")

@@ -90,6 +90,9 @@ class GatewayPresence:
         except REDIS_DOWN as exc:
             # At most once: the next heartbeat that finds itself expired joins everyone again.
             log.warning("presence change of %d users not recorded (%s)", len(users), exc)
+        except Exception:
+            # Anything else (an error reply) must not stop the changes after it.
+            log.exception("presence change of %d users failed", len(users))
 
     async def _beat(self) -> None:
         while True:
@@ -101,3 +104,5 @@ class GatewayPresence:
                         self.joined(user)
             except REDIS_DOWN as exc:
                 log.warning("presence heartbeat failed (%s)", exc)
+            except Exception:
+                log.exception("presence heartbeat failed")
