@@ -12,23 +12,37 @@ from chat_service.presence_fanout import run_fanout, run_sweeper
 from chat_service.sequencer import Sequencer
 from chatkit import keys
 from chatkit.db import apply_schema, create_pool, expire_connections_every
+from chatkit.health import Health
+from chatkit.ops_server import ops_server
 from chatkit.redis import RedisClient
 from chatkit.service import RequestService
 from chatkit.settings import Settings
+from chatkit.stream_metrics import Watched
 
 
 async def serve(settings: Settings) -> None:
     redis = RedisClient.from_url(settings.redis_url)
+    health = Health("chat_service", redis, [Watched(keys.CHAT_REQUESTS, keys.CHAT_GROUP)], needs_database=True)
+    try:
+        async with ops_server(health, settings.metrics_host, settings.metrics_port):
+            await _serve(settings, redis, health)
+    finally:
+        await redis.close()
+
+
+async def _serve(settings: Settings, redis: RedisClient, health: Health) -> None:
     pool = await create_pool(
         settings.database_url, wait_seconds=math.inf, max_queries=settings.database_max_tables_per_connection
     )
     expiring = asyncio.create_task(expire_connections_every(pool, settings.database_connection_life_seconds))
     try:
         await apply_schema(pool)
+        health.pool = pool
         sequencer = Sequencer(redis, settings.client_msg_id_ttl_seconds)
         handlers = ChatHandlers(settings, pool, sequencer, HistoryReader(redis, pool))
         service = RequestService(
             redis, settings, stream=keys.CHAT_REQUESTS, group=keys.CHAT_GROUP, handler=handlers.handle,
+            health=health,
         )
         # Presence: peers told of changes, dead gateways swept (chat_service/presence_fanout.py).
         background = [
@@ -45,5 +59,5 @@ async def serve(settings: Settings) -> None:
                 await asyncio.shield(service.drain())
     finally:
         expiring.cancel()
+        health.pool = None
         await pool.close()
-        await redis.close()

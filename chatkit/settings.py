@@ -77,6 +77,13 @@ class Settings:
     presence_ttl_seconds: float = 30.0
     # Typing events forwarded per user and dialog per second, at most; the rest are dropped.
     typing_per_second: int = 3
+    # "text" (one readable line per record) or "json" (one JSON object per line, for a log shipper).
+    log_format: str = "text"
+    # auth_service, chat_service, storage_worker: port of the small HTTP server with /healthz,
+    # /readyz and /metrics (0: none). The launcher gives each process a free one.
+    metrics_port: int = 0
+    # Address that server listens on (0.0.0.0 in containers, so Prometheus and healthchecks reach it).
+    metrics_host: str = "127.0.0.1"
     # Gateway: the directory served at `/` (the web chat). Missing: the gateway serves no site.
     site_dir: Path = dataclasses.field(default_factory=lambda: DEFAULT_SITE_DIR)
 

@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import msgspec
 
-from chatkit import keys
+from chatkit import keys, metrics
 from chatkit.envelopes import ENTRY_FIELD
 from chatkit.redis import BusyGroup, ConnectionLost, NoGroup, RedisClient, first_error
 
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # How long past its BLOCK time a read may take before the connection is presumed dead.
 READ_GRACE_SECONDS = 5.0
+# After that, how long a read still waits for a reply already on its way (see _answer).
+PAUSE_GRACE_SECONDS = 0.5
 # The dead-letter stream keeps about this many entries.
 DEAD_LETTERS_MAXLEN = 100_000
 
@@ -67,6 +70,7 @@ class StreamConsumer:
         self.max_deliveries = max_deliveries
         self._next_claim = 0.0
         self._reads = redis.blocking_link()
+        self._dead_lettered = metrics.DEAD_LETTERED.labels(stream)
 
     async def read(self, count: int) -> list[Entry]:
         """Entries to handle: stale ones of dead replicas first, then new ones (blocking
@@ -81,10 +85,10 @@ class StreamConsumer:
             "BLOCK", self.block_ms, "STREAMS", self.stream, ">",
         )
         try:
-            reply = await asyncio.wait_for(read, self.block_ms / 1000 + READ_GRACE_SECONDS)
+            reply = await _answer(read, self.block_ms / 1000 + READ_GRACE_SECONDS)
         except TimeoutError:
             # No answer long after the block ran out: the link is dead without having said so.
-            await self._reads.close()
+            await self._reads.drop()
             raise ConnectionLost(f"no reply to XREADGROUP on {self.stream} from {self.redis.address}") from None
         except NoGroup:
             # The stream or group vanished (Redis lost its data): recreate, read again.
@@ -114,6 +118,7 @@ class StreamConsumer:
         )
         if (error := first_error(replies)) is not None:
             raise error
+        self._dead_lettered.inc()
         log.error("dead-lettered %s entry %s after %d deliveries: %s",
                   self.stream, entry.id.decode(), entry.deliveries, reason)
 
@@ -148,6 +153,26 @@ class StreamConsumer:
         counts = {row[0]: int(row[3]) for row in cast(list[list[Any]], pending)}
         for entry in entries:
             entry.deliveries = counts.get(entry.id, entry.deliveries)
+
+
+async def _answer(call: Awaitable[object], seconds: float) -> object:
+    """``call``'s result, or TimeoutError after ``seconds``, with one more look before giving
+    up: a process that was stopped (SIGSTOP, a debugger, a suspended VM) wakes up to timers that
+    all ran out while the reply it waited for sits unread in the socket. Its link is fine."""
+    task = asyncio.ensure_future(call)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+        if not done:
+            done, _ = await asyncio.wait({task}, timeout=PAUSE_GRACE_SECONDS)
+    finally:
+        # Cancelled (a stop), or no answer: the read must not outlive this call.
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if not done:
+        raise TimeoutError
+    return task.result()
 
 
 def _entry(entry_id: bytes, fields: list[bytes]) -> Entry:

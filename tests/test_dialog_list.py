@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncpg
 
 from chat_client import ChatClient
-from tests.harness import Stack
-from tests.live_events import until
-from tests.protocol_support import expect_error, new_user, table_of, wait_rows
+from tests.support.db import wait_rows
+from tests.support.live_events import until
+from tests.support.protocol import expect_error
+from tests.support.stack import Stack
+from tests.support.users import new_user
 
 
 async def _peers(client: ChatClient) -> list[str]:
@@ -34,7 +36,7 @@ async def test_order_follows_new_messages_and_pages(stack: Stack, db: asyncpg.Co
     assert by_peer["carol"]["last_message"] is None and by_peer["carol"]["unread"] == 0
     await until(lambda: order_is(["bob", "dave", "carol"]), "bob's dialog first")
     # Stored now: the same last message, read from the table.
-    await wait_rows(db, table_of(dialogs["bob"]), 1)
+    await wait_rows(db, dialogs["bob"], 1)
     by_peer = {d["peer"]["username"]: d for d in await alice.dialogs()}
     assert by_peer["bob"]["last_message"] == sent and by_peer["bob"]["unread"] == 1
 

@@ -17,7 +17,7 @@ from chatkit import keys, wire
 from chatkit.dispatch import FrameTable, Route
 from chatkit.envelopes import ENTRY_FIELD, ConnReply, Request
 from chatkit.errors import RequestError
-from tests.harness import Stack
+from tests.support.stack import Stack
 
 _encode = msgspec.json.Encoder().encode
 

@@ -9,9 +9,9 @@ import redis.asyncio
 
 from chat_client import ChatClient
 from chatkit import keys
-from tests.harness import Stack
-from tests.live_events import peer_online, presence_of, pushes_until, until
-from tests.protocol_support import device, new_user, uid
+from tests.support.live_events import peer_online, presence_of, pushes_until, until
+from tests.support.stack import Stack
+from tests.support.users import device, new_user, uid
 
 
 async def test_online_once_offline_after_the_last_device_and_online_again(

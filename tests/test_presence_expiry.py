@@ -12,9 +12,9 @@ import redis.asyncio
 
 from chat_client import ChatClient
 from chatkit import keys
-from tests.live_events import peer_online, presence_of, pushes_until
-from tests.processes import ProcessStack
-from tests.protocol_support import PASSWORD
+from tests.support.live_events import peer_online, presence_of, pushes_until
+from tests.support.processes import ProcessStack
+from tests.support.users import PASSWORD
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -19,8 +19,8 @@ import pytest
 
 from chatkit import keys
 from devstack.embedded import start_valkey
-from tests.chaos_traffic import Traffic, chaos_stack, redis_client, until_ready
-from tests.processes import ProcessStack
+from tests.support.chaos_traffic import Traffic, chaos_stack, redis_client, until_ready
+from tests.support.processes import ProcessStack
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -26,7 +26,7 @@ from chatkit.dialogs import DialogKey
 from chatkit.envelopes import ENTRY_FIELD, ConnReply, UserEvent
 from chatkit.template import cut, placeholder
 from chatkit.wire import Message, MessageEvent, Send, Sent, UserRef, frame_tag, wire_time
-from tests.harness import Stack
+from tests.support.stack import Stack
 
 _encode = msgspec.json.Encoder().encode
 

@@ -11,9 +11,10 @@ from chat_client import ChatClient
 from chat_client.client import Frame
 from chat_service.service import serve as serve_chat
 from chatkit import keys
-from tests.harness import Stack
-from tests.live_events import of_type, pushes_until, until
-from tests.protocol_support import device, expect_error, new_user, uid
+from tests.support.live_events import of_type, pushes_until, until
+from tests.support.protocol import expect_error
+from tests.support.stack import Stack
+from tests.support.users import device, new_user, uid
 
 
 async def _requests_done(rds: redis.asyncio.Redis, at_least: int) -> bool:

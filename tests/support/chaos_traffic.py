@@ -15,8 +15,8 @@ import asyncpg
 import redis.asyncio
 
 from chatkit import keys
-from tests.chaos_client import Participant
-from tests.processes import ProcessStack
+from tests.support.chaos_client import Participant
+from tests.support.processes import ProcessStack
 
 GATEWAYS = ("gateway-1", "gateway-2")
 
