@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 
 from auth_service import users
@@ -11,8 +13,10 @@ from auth_service.tokens import BadToken, Session, Tokens
 from chatkit import wire
 from chatkit.dispatch import FrameTable, Route
 from chatkit.envelopes import Request
-from chatkit.errors import RequestError
+from chatkit.errors import RequestError, Unavailable
 from chatkit.service import Outbox
+
+log = logging.getLogger(__name__)
 
 
 class AuthHandler:
@@ -94,6 +98,15 @@ class AuthHandler:
         outbox.reply(wire.Renamed(user=user.ref), identity=user.ref)
         # The user's other connections learn the new name too (and their gateways rebind).
         outbox.to_user(user.id, wire.Renamed(user=user.ref), skip_own=True, identity=user.ref)
+        # Every dialog peer's open connections too, so their windows show the new name. The
+        # rename is done by now: a database that fails here costs the peers the event only.
+        try:
+            peers = await users.peers(self.pool, user.id)
+        except Unavailable as exc:
+            log.warning("rename of user %d not told to peers: %s", user.id, exc)
+            peers = []
+        for peer in peers:
+            outbox.to_user(peer, wire.UserChanged(user=user.ref))
 
     def _logged_in(self, user: wire.UserRef, session: Session, outbox: Outbox) -> None:
         # A fresh token on every login and auth, so an active client never runs out; `auth`

@@ -82,6 +82,15 @@ async def rename(pool: asyncpg.Pool, user_id: int, username: str) -> User | None
     return None if row is None else _user(row)
 
 
+async def peers(pool: asyncpg.Pool, user_id: int) -> list[int]:
+    """Ids of the users this one has a dialog with (told of a rename)."""
+    async with _connection(pool) as conn:
+        rows = await conn.fetch(
+            "SELECT hi AS peer FROM dialogs WHERE lo = $1 UNION ALL SELECT lo FROM dialogs WHERE hi = $1", user_id
+        )
+    return [row["peer"] for row in rows]
+
+
 @contextlib.asynccontextmanager
 async def _connection(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
     """A pooled connection, with PostgreSQL's failures turned into what the client is told."""

@@ -119,10 +119,25 @@ class ChatClient:
         dialog: Frame = reply["dialog"]
         return dialog
 
-    async def dialogs(self) -> list[Frame]:
-        reply = await self.call({"type": "dialogs"})
-        dialogs: list[Frame] = reply["dialogs"]
-        return dialogs
+    async def dialogs(self, *, limit: int | None = None, cursor: str | None = None) -> list[Frame]:
+        return (await self.dialog_page(limit=limit, cursor=cursor))["dialogs"]  # type: ignore[no-any-return]
+
+    async def dialog_page(self, *, limit: int | None = None, cursor: str | None = None) -> Frame:
+        """The whole `dialogs` reply (its `next_cursor` too)."""
+        frame: Frame = {"type": "dialogs"}
+        if limit is not None:
+            frame["limit"] = limit
+        if cursor is not None:
+            frame["cursor"] = cursor
+        return await self.call(frame)
+
+    async def typing(self, dialog_id: str) -> None:
+        """Say that this user is typing (no reply: nothing comes back unless it fails later)."""
+        await self.send_raw(_encode({"type": "typing", "dialog_id": dialog_id}))
+
+    async def read(self, dialog_id: str, seq: int) -> Frame:
+        """Mark the dialog read up to ``seq``; the reply carries the read mark now."""
+        return await self.call({"type": "read", "dialog_id": dialog_id, "seq": seq})
 
     async def send(self, dialog_id: str, text: str, client_msg_id: str | None = None) -> Frame:
         reply = await self.call({

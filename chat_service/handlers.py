@@ -1,11 +1,12 @@
-"""chat_service's request handlers: open_dialog, dialogs, send, history, sync."""
+"""chat_service's request handlers: open_dialog, dialogs, send, history, sync, typing, read."""
 
 from __future__ import annotations
 
 import asyncpg
 import msgspec
 
-from chat_service import store
+from chat_service import reads, store, typing
+from chat_service.dialog_summary import dialog_page
 from chat_service.history import HistoryReader
 from chat_service.sequencer import FloorNeeded, Origin, Sequencer
 from chatkit.db import CONNECTION_ERRORS
@@ -25,9 +26,13 @@ from chatkit.wire import (
     ListDialogs,
     Message,
     OpenDialog,
+    Read,
+    ReadEvent,
     Send,
     Sync,
     Synced,
+    Typing,
+    TypingEvent,
     UserRef,
 )
 
@@ -99,6 +104,8 @@ class ChatHandlers:
             Route(Send, self.send),
             Route(History, self.history),
             Route(Sync, self.sync),
+            Route(Typing, self.typing),
+            Route(Read, self.read),
         )
 
     async def handle(self, request: Request, outbox: Outbox) -> None:
@@ -153,9 +160,33 @@ class ChatHandlers:
         outbox.reply(DialogReply(dialog=info))
 
     async def list_dialogs(self, frame: ListDialogs, user: UserRef, request: Request, outbox: Outbox) -> None:
-        peers = await store.list_dialogs(self.pool, user.id)
-        dialogs = [DialogInfo(id=DialogKey.of(user.id, peer.id).id, peer=peer) for peer in peers]
-        outbox.reply(DialogsReply(dialogs=dialogs))
+        dialogs, next_cursor = await dialog_page(
+            self.pool, self.sequencer.pipeline, user.id, limit=frame.limit, cursor=frame.cursor
+        )
+        outbox.reply(DialogsReply(dialogs=dialogs, next_cursor=next_cursor))
+
+    async def typing(self, frame: Typing, user: UserRef, request: Request, outbox: Outbox) -> None:
+        """No reply unless the frame has a ref; a shut rate gate drops it silently."""
+        key = self._member_key(user, frame.dialog_id)
+        redis = self.sequencer.pipeline
+        per_second = self.settings.typing_per_second
+        try:
+            await typing.forward(redis, key, user.id, request.conn, per_second)
+        except typing.Unknown:
+            if not await store.dialog_exists(self.pool, key):
+                raise RequestError("not_member", f"no dialog {frame.dialog_id!r} of yours") from None
+            await typing.forward(redis, key, user.id, request.conn, per_second, known=True)
+        if frame.ref is not None:
+            outbox.reply(TypingEvent(dialog_id=key.id, user_id=user.id))
+
+    async def read(self, frame: Read, user: UserRef, request: Request, outbox: Outbox) -> None:
+        key = self._member_key(user, frame.dialog_id)
+        mark, moved = await reads.mark_read(self.pool, self.sequencer.pipeline, key, user.id, frame.seq)
+        event = ReadEvent(dialog_id=key.id, user_id=user.id, seq=mark)
+        outbox.reply(event)
+        if moved:
+            outbox.to_user(key.peer_of(user.id), ReadEvent(dialog_id=key.id, user_id=user.id, seq=mark))
+            outbox.to_user(user.id, ReadEvent(dialog_id=key.id, user_id=user.id, seq=mark), skip_own=True)
 
     async def history(self, frame: History, user: UserRef, request: Request, outbox: Outbox) -> None:
         key = self._member_key(user, frame.dialog_id)
@@ -176,8 +207,9 @@ class ChatHandlers:
             limit = batch.room
             messages, snapshot = await self.reader.after(key, after=seq, limit=limit)
             batch.add(dialog_id, seq, messages, snapshot, cut=len(messages) >= limit)
+        marks = await reads.marks(self.pool, [DialogKey.parse(d) for d in batch.positions])
         outbox.reply(
-            Synced(messages=batch.messages, dialogs=batch.positions, more=batch.more),
+            Synced(messages=batch.messages, dialogs=batch.positions, more=batch.more, reads=marks),
             positions=batch.positions,
         )
 

@@ -8,6 +8,7 @@ import math
 
 from chat_service.handlers import ChatHandlers
 from chat_service.history import HistoryReader
+from chat_service.presence_fanout import run_fanout, run_sweeper
 from chat_service.sequencer import Sequencer
 from chatkit import keys
 from chatkit.db import apply_schema, create_pool, expire_connections_every
@@ -43,9 +44,17 @@ async def _serve(settings: Settings, redis: RedisClient, health: Health) -> None
             redis, settings, stream=keys.CHAT_REQUESTS, group=keys.CHAT_GROUP, handler=handlers.handle,
             health=health,
         )
+        # Presence: peers told of changes, dead gateways swept (chat_service/presence_fanout.py).
+        background = [
+            asyncio.create_task(run_fanout(pool, redis, settings), name="presence-fanout"),
+            asyncio.create_task(run_sweeper(redis, settings), name="presence-sweeper"),
+        ]
         try:
             await service.run()
         finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.shield(service.drain())
     finally:

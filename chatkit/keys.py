@@ -5,6 +5,8 @@ Streams (work that must be done once, by one replica, and not lost):
     chat:requests:chat     client requests for chat_service        group "chat_service"
     chat:messages          accepted messages, for storage          group "storage_worker"
     chat:dead              entries that kept failing, with the reason
+    chat:presence_changes  a user came online or went offline      group "chat_service_presence"
+                           (at most once: trimmed, acknowledged even when a fan-out fails)
 
 Pub/sub channels (fan-out, at most once; `sync` closes gaps):
     chat:gateway:{gateway_id}   replies to requests that came through one gateway
@@ -18,6 +20,13 @@ Keys:
     chat:limit:{name}:{subject}        a token bucket (hash: tokens, at), chatkit/ratelimit.py
     chat:user:{user_id}:revoked        ended sessions (hash: session id -> 1, "*" -> every session
                                        started at or before this ms ends), auth_service/sessions.py
+    chat:typing:{dialog_id}:{user_id}  set while a typing event may not be forwarded (rate limit)
+
+Presence (chatkit/presence.py; each gateway has a fresh id every start):
+    chat:gateways                      ids of the gateways that may hold presence
+    chat:gw:{gateway_id}:alive         the gateway's heartbeat, expiring after presence_ttl_seconds
+    chat:gw:{gateway_id}:users         users with a logged-in connection on that gateway
+    chat:presence:{user_id}            gateways where the user has a logged-in connection
 """
 
 from __future__ import annotations
@@ -27,9 +36,12 @@ CHAT_REQUESTS = "chat:requests:chat"
 MESSAGES = "chat:messages"
 DEAD_LETTERS = "chat:dead"
 
+PRESENCE_CHANGES = "chat:presence_changes"
+
 AUTH_GROUP = "auth_service"
 CHAT_GROUP = "chat_service"
 STORAGE_GROUP = "storage_worker"
+PRESENCE_GROUP = "chat_service_presence"
 
 
 def gateway_channel(gateway_id: str) -> str:
@@ -63,3 +75,24 @@ def limit_bucket(name: str, subject: str | int) -> str:
 
 def revoked_sessions(user_id: int) -> str:
     return f"chat:user:{user_id}:revoked"
+
+
+def typing_gate(dialog_id: str, user_id: int) -> str:
+    return f"chat:typing:{dialog_id}:{user_id}"
+
+
+GATEWAYS = "chat:gateways"
+GATEWAY_PREFIX = "chat:gw:"
+PRESENCE_PREFIX = "chat:presence:"
+
+
+def gateway_alive(gateway_id: str) -> str:
+    return f"{GATEWAY_PREFIX}{gateway_id}:alive"
+
+
+def gateway_users(gateway_id: str) -> str:
+    return f"{GATEWAY_PREFIX}{gateway_id}:users"
+
+
+def presence(user_id: int) -> str:
+    return f"{PRESENCE_PREFIX}{user_id}"

@@ -58,3 +58,59 @@ END
 $fn$;
 CREATE OR REPLACE TRIGGER users_delete_messages AFTER DELETE ON users
     FOR EACH ROW EXECUTE FUNCTION chat_delete_user_messages();
+
+-- Read marks: each member's, on the dialog's row, only ever moved forward (chat_service/reads.py).
+-- Added only when missing, so a restart takes no lock on `dialogs`.
+DO $reads$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'dialogs' AND column_name = 'lo_read') THEN
+        ALTER TABLE dialogs ADD COLUMN lo_read bigint NOT NULL DEFAULT 0,
+                            ADD COLUMN hi_read bigint NOT NULL DEFAULT 0;
+    END IF;
+END
+$reads$;
+
+-- For each dialog of a `dialogs` page (chat_service/dialog_summary.py), in one call: the newest
+-- stored message below bounds[k] (when wants_last[k]), and how many stored messages of peers[k]
+-- lie in (afters[k], bounds[k]). One row per dialog, k its position. The dialog's row in
+-- `dialogs` (kept in the storage worker's transactions, so seen in the same snapshot as its
+-- table) spares the dialog table a count when nothing stored lies above the mark. Table names are built from the two integers only,
+-- and quoted with %I.
+CREATE OR REPLACE FUNCTION chat_dialog_tails_v1(
+    los int[], his int[], peers int[], afters bigint[], bounds bigint[], wants_last boolean[]
+) RETURNS TABLE (k int, m_seq bigint, m_id uuid, m_sent_at timestamptz, m_sender int, m_text text, unread bigint)
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    stored bigint;
+    counting boolean;
+BEGIN
+    FOR d IN 1 .. coalesce(array_length(los, 1), 0) LOOP
+        k := d; m_seq := NULL; m_id := NULL; m_sent_at := NULL; m_sender := NULL; m_text := NULL; unread := 0;
+        SELECT last_seq INTO stored FROM dialogs WHERE lo = los[d] AND hi = his[d];
+        stored := coalesce(stored, 0);
+        -- A dialog whose table is missing (restored without it, dropped by hand) lists empty
+        -- instead of failing everyone's list.
+        IF to_regclass(format('%I', format('chat_%s_%s', los[d], his[d]))) IS NULL THEN
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        -- last_seq 0: nothing stored, or a row made for an older dialog that has not caught up
+        -- with its table yet (schema.sql's migration): then the table is asked.
+        counting := afters[d] + 1 < bounds[d] AND (stored = 0 OR stored > afters[d]);
+        IF wants_last[d] THEN
+            -- Normally the newest stored row is the row's last_seq: a primary key lookup.
+            EXECUTE format(
+                'SELECT seq, id, sent_at, sender_id, text FROM %I WHERE seq < $2 AND ($1 = 0 OR seq <= $1)'
+                ' ORDER BY seq DESC LIMIT 1', format('chat_%s_%s', los[d], his[d]))
+            INTO m_seq, m_id, m_sent_at, m_sender, m_text USING stored, bounds[d];
+        END IF;
+        IF counting THEN
+            EXECUTE format('SELECT count(*) FROM %I WHERE seq > $1 AND seq < $2 AND sender_id = $3',
+                           format('chat_%s_%s', los[d], his[d]))
+            INTO unread USING afters[d], bounds[d], peers[d];
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;

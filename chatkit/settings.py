@@ -74,6 +74,12 @@ class Settings:
     # this long makes a new message. Each record holds the message, so this bounds Redis memory.
     client_msg_id_ttl_seconds: int = 24 * 3600
     log_level: str = "INFO"
+    # Presence: a gateway's heartbeat lives this long (renewed every third of it); a gateway
+    # killed outright has its users shown offline in `dialogs` within this time, and announced
+    # offline to their peers within 4/3 of it (chat_service sweeps every third of it).
+    presence_ttl_seconds: float = 30.0
+    # Typing events forwarded per user and dialog per second, at most; the rest are dropped.
+    typing_per_second: int = 3
     # "text" (one readable line per record) or "json" (one JSON object per line, for a log shipper).
     log_format: str = "text"
     # auth_service, chat_service, storage_worker: port of the small HTTP server with /healthz,

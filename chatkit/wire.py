@@ -70,8 +70,13 @@ class OpenDialog(Frame, tag="open_dialog"):
     username: Annotated[str, msgspec.Meta(max_length=255)]
 
 
+Cursor = Annotated[str, msgspec.Meta(max_length=64)]
+
+
 class ListDialogs(Frame, tag="dialogs"):
-    pass
+    # Default and cap 100 (chat_service.dialog_summary). The cursor is a reply's `next_cursor`.
+    limit: Limit | None = None
+    cursor: Cursor | None = None
 
 
 class Send(Frame, tag="send"):
@@ -90,6 +95,15 @@ class Sync(Frame, tag="sync"):
     dialogs: dict[DialogId, Seq] | None = None
 
 
+class Typing(Frame, tag="typing"):
+    dialog_id: DialogId
+
+
+class Read(Frame, tag="read"):
+    dialog_id: DialogId
+    seq: Seq
+
+
 # Which service handles a frame, and whether it needs a logged-in connection, is said here
 # once, by these unions; the gateway's routing sets and each service's dispatch table derive
 # from them.
@@ -98,7 +112,7 @@ AnonymousFrame = Register | Login | Auth
 # Frames handled by auth_service.
 AuthFrame = AnonymousFrame | Rename | Logout
 # Frames handled by chat_service.
-ChatFrame = OpenDialog | ListDialogs | Send | History | Sync
+ChatFrame = OpenDialog | ListDialogs | Send | History | Sync | Typing | Read
 ClientFrame = AuthFrame | ChatFrame
 
 
@@ -167,6 +181,25 @@ class DialogInfo(msgspec.Struct, omit_defaults=True):
     created: bool | None = None
 
 
+class Peer(msgspec.Struct, omit_defaults=True):
+    """A dialog's other member, as the dialog list shows them."""
+
+    id: int
+    username: str
+    online: bool | None = None
+
+
+class DialogSummary(msgspec.Struct):
+    """One dialog of the `dialogs` list: ``unread`` counts the peer's messages above the
+    caller's read mark; ``reads`` is each member's read mark (user id as a string -> seq)."""
+
+    id: str
+    peer: Peer
+    last_message: Message | None
+    unread: int
+    reads: dict[str, int]
+
+
 class Reply(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
     """Base of every server frame; ``ref`` is set on direct replies to a request that had one."""
 
@@ -195,7 +228,9 @@ class DialogReply(Reply, tag="dialog"):
 
 
 class DialogsReply(Reply, tag="dialogs"):
-    dialogs: list[DialogInfo]
+    dialogs: list[DialogSummary]
+    # Set when more dialogs follow: pass it as `cursor` for the next page.
+    next_cursor: str | None = None
 
 
 class Sent(Reply, tag="sent"):
@@ -215,6 +250,8 @@ class Synced(Reply, tag="synced"):
     dialogs: dict[str, int]
     # True when the reply was cut short: send `sync` again with these positions for the rest.
     more: bool = False
+    # dialog id -> each member's read mark (user id as a string -> seq), for the dialogs above.
+    reads: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
 
 
 class MessageEvent(Reply, tag="message"):
@@ -227,6 +264,34 @@ class Resync(Reply, tag="resync"):
     reason: str
 
 
+class TypingEvent(Reply, tag="typing"):
+    """Pushed (at most once, never stored): ``user_id`` is typing in ``dialog_id``."""
+
+    dialog_id: str
+    user_id: int
+
+
+class ReadEvent(Reply, tag="read"):
+    """``user_id`` has read ``dialog_id`` up to ``seq``; also the direct reply to `read`."""
+
+    dialog_id: str
+    user_id: int
+    seq: int
+
+
+class PresenceEvent(Reply, tag="presence"):
+    """Pushed (at most once, never stored): a dialog peer came online or went offline."""
+
+    user_id: int
+    online: bool
+
+
+class UserChanged(Reply, tag="user"):
+    """Pushed: a dialog peer was renamed."""
+
+    user: UserRef
+
+
 class Error(Reply, tag="error"):
     code: str
     message: str
@@ -236,5 +301,5 @@ class Error(Reply, tag="error"):
 
 ServerFrame = (
     Registered | LoggedIn | LoggedOut | Renamed | DialogReply | DialogsReply | Sent | HistoryReply | Synced
-    | MessageEvent | Resync | Error
+    | MessageEvent | Resync | TypingEvent | ReadEvent | PresenceEvent | UserChanged | Error
 )

@@ -30,6 +30,7 @@ from gateway.limits import (
     limited_what,
 )
 from gateway.metrics import GatewayMetrics
+from gateway.presence import GatewayPresence
 from gateway.protocol import Forward, error_frame, rate_limited, route, salvage_ref
 from gateway.relay import Relay, sync_started
 from gateway.types import ASGIReceive, ASGISend, Scope, transport_abort
@@ -64,18 +65,22 @@ class GatewayNode:
         self.relay = Relay(
             self.broker, self.registry, self.channel, self.deadlines, self.metrics, self.policy.connections_per_user
         )
+        self.presence = GatewayPresence(self.pipeline, self.id, settings.presence_ttl_seconds,
+                                        lambda: self.registry.by_user.keys())
         self._relay_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.broker.subscribe(self.channel)
         await self.broker.connect()
         self._relay_task = asyncio.create_task(self.relay.run(), name="relay")
+        await self.presence.start()
         log.info("gateway %s ready on %s:%d", self.id, self.settings.host, self.settings.port)
 
     async def stop(self) -> None:
         # The server has closed every client with 1001 by now (gateway/server.py).
         log.debug("gateway %s stopped", self.id)
         self.deadlines.close()
+        await self.presence.stop()
         if self._relay_task is not None:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -221,8 +226,10 @@ class GatewayNode:
         self.deadlines.fail(number, "the service is unreachable; try again shortly")
 
     async def _subscribe_user(self, user_id: int) -> None:
+        self.presence.joined(user_id)  # queued before the await: a leave cannot overtake it
         await self.broker.subscribe(keys.user_channel(user_id))
 
     async def _unsubscribe_user(self, user_id: int) -> None:
         self.leases.drop(user_id)
+        self.presence.left(user_id)
         await self.broker.unsubscribe(keys.user_channel(user_id))

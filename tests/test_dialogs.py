@@ -9,6 +9,7 @@ import asyncpg
 
 from tests.support.db import wait_rows
 from tests.support.dialogs import id_of, table_of
+from tests.support.live_events import next_non_presence
 from tests.support.protocol import expect_error
 from tests.support.stack import Stack
 from tests.support.users import PASSWORD, device, new_user, uid
@@ -77,8 +78,10 @@ async def test_concurrent_opens_from_both_sides_make_one_dialog(stack: Stack, db
             assert count == 1
     hub_chats = await chats_of(db, uid(hub))
     assert sorted(hub_chats) == sorted(uid(other) for other in others)
-    listed = await hub.dialogs()
-    assert [d["peer"] for d in listed] == [{"id": uid(o), "username": o.user and o.user["username"]} for o in others]
+    listed = sorted(await hub.dialogs(), key=lambda d: d["peer"]["id"])
+    assert [d["peer"] for d in listed] == [
+        {"id": uid(o), "username": o.user and o.user["username"], "online": True} for o in others
+    ]
 
 
 async def test_dialogs_lists_every_peer(stack: Stack) -> None:
@@ -90,15 +93,21 @@ async def test_dialogs_lists_every_peer(stack: Stack) -> None:
     ab = await alice.open_dialog("bob")
     ac = await carol.open_dialog("alice")
     reply = await alice.request({"type": "dialogs"})
+
+    def empty_dialog(dialog_id: str, peer: int, name: str) -> dict[str, object]:
+        reads = {str(uid(alice)): 0, str(peer): 0}
+        return {"id": dialog_id, "peer": {"id": peer, "username": name, "online": True},
+                "last_message": None, "unread": 0, "reads": reads}
+
+    # Newest activity first: with no messages, the newest dialog.
     assert reply == {
         "type": "dialogs", "ref": reply["ref"],
-        "dialogs": [
-            {"id": ab["id"], "peer": {"id": uid(bob), "username": "bob"}},
-            {"id": ac["id"], "peer": {"id": uid(carol), "username": "carol"}},
-        ],
+        "dialogs": [empty_dialog(ac["id"], uid(carol), "carol"), empty_dialog(ab["id"], uid(bob), "bob")],
     }
-    assert await bob.dialogs() == [{"id": ab["id"], "peer": {"id": uid(alice), "username": "alice"}}]
-    assert await carol.dialogs() == [{"id": ac["id"], "peer": {"id": uid(alice), "username": "alice"}}]
+    assert await bob.dialogs() == [{**empty_dialog(ab["id"], uid(bob), "bob"),
+                                    "peer": {"id": uid(alice), "username": "alice", "online": True}}]
+    assert await carol.dialogs() == [{**empty_dialog(ac["id"], uid(carol), "carol"),
+                                      "peer": {"id": uid(alice), "username": "alice", "online": True}}]
 
 
 async def test_rename_keeps_dialogs_and_history(stack: Stack, db: asyncpg.Connection) -> None:
@@ -111,11 +120,11 @@ async def test_rename_keeps_dialogs_and_history(stack: Stack, db: asyncpg.Connec
     # Once stored, messages are read with their sender's current name.
     await wait_rows(db, dialog["id"], 2)
     # Alice's other device got both messages pushed (her own and bob's), and nothing else.
-    assert [(await phone.next_push())["message"] for _ in before] == before
+    assert [(await next_non_presence(phone))["message"] for _ in before] == before
 
     renamed = await alice.call({"type": "rename", "username": "alicia"})
     assert renamed["user"] == {"id": uid(alice), "username": "alicia"}
-    assert await phone.next_push() == {"type": "renamed", "user": {"id": uid(alice), "username": "alicia"}}
+    assert await next_non_presence(phone) == {"type": "renamed", "user": {"id": uid(alice), "username": "alicia"}}
 
     # Both devices now send as alicia, whatever gateway they are on.
     after = [await alice.send(dialog["id"], "new name"), await phone.send(dialog["id"], "from my phone")]
@@ -131,8 +140,12 @@ async def test_rename_keeps_dialogs_and_history(stack: Stack, db: asyncpg.Connec
         {"id": uid(alice), "username": "alicia"},
     ]
     assert [m["id"] for m in history[:2]] == [m["id"] for m in before]
-    assert await bob.dialogs() == [{"id": dialog["id"], "peer": {"id": uid(alice), "username": "alicia"}}]
-    assert await alice.dialogs() == [{"id": dialog["id"], "peer": {"id": uid(bob), "username": "bob"}}]
+    assert [(d["id"], d["peer"]) for d in await bob.dialogs()] == [
+        (dialog["id"], {"id": uid(alice), "username": "alicia", "online": True})
+    ]
+    assert [(d["id"], d["peer"]) for d in await alice.dialogs()] == [
+        (dialog["id"], {"id": uid(bob), "username": "bob", "online": True})
+    ]
     reopened = await bob.open_dialog("alicia")
     assert reopened == {"id": dialog["id"], "peer": {"id": uid(alice), "username": "alicia"}, "created": False}
     await expect_error(bob, {"type": "open_dialog", "username": "alice"}, "no_such_user")

@@ -25,6 +25,7 @@ _encode = msgspec.json.Encoder().encode
 def test_sets_derive_from_the_unions() -> None:
     assert wire.CLIENT_FRAME_TYPES == (
         "register", "login", "auth", "rename", "logout", "open_dialog", "dialogs", "send", "history", "sync",
+        "typing", "read",
     )
     assert {"register", "login", "auth"} == wire.ANONYMOUS_FRAME_TYPES
     assert {"register", "login", "auth", "rename", "logout"} == wire.AUTH_FRAME_TYPES

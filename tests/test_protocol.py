@@ -27,6 +27,8 @@ AUTHENTICATED_FRAMES: dict[str, Frame] = {
     "send": {"type": "send", "dialog_id": SOME_DIALOG, "text": "hi", "client_msg_id": "c1"},
     "history": {"type": "history", "dialog_id": SOME_DIALOG},
     "sync": {"type": "sync", "dialogs": {SOME_DIALOG: 0}},
+    "typing": {"type": "typing", "dialog_id": SOME_DIALOG},
+    "read": {"type": "read", "dialog_id": SOME_DIALOG, "seq": 1},
 }
 
 
