@@ -7,11 +7,16 @@
 -- script only puts the message and its seq between them.
 -- Returns 1 for a new message, 0 for a repeat (both already answered to the sender), -1 when
 -- the dialog has no counter here and the caller must look up the floor and call again
--- (nothing was published or acknowledged then).
+-- (nothing was published or acknowledged then), and {seq, id} for a repeat of a message that
+-- has left the pending set (it is stored): the caller reads it from the table, answers the
+-- sender and acknowledges the request (nothing was published or acknowledged here).
+--
+-- The idempotency record keeps only '<seq>:<id>' (about 45 bytes, not the message): the
+-- message itself is in the pending set until stored, then in PostgreSQL.
 
 -- KEYS
 local seq_counter = KEYS[1]         -- the dialog's last seq (INCR)
-local idempotency_record = KEYS[2]  -- the message this client_msg_id made, for repeats
+local idempotency_record = KEYS[2]  -- '<seq>:<id>' of the message this client_msg_id made
 local pending = KEYS[3]             -- messages sent, not yet stored: zset scored by seq
 local messages_stream = KEYS[4]     -- accepted messages, for the storage worker
 local lo_channel = KEYS[5]          -- the two users' channels
@@ -31,6 +36,7 @@ local seq_floor = ARGV[9]           -- the last stored seq, '' when not looked u
 local entry_field = ARGV[10]        -- the one field of a messages stream entry
 local request_group = ARGV[11]      -- consumer group of the request stream
 local request_entry_id = ARGV[12]   -- the request's entry
+local message_id = ARGV[13]         -- the new message's id (also inside message_before_seq)
 
 local function answer(message)
   redis.call('PUBLISH', gateway_channel, reply_before_message .. message .. reply_after_message)
@@ -39,8 +45,18 @@ end
 
 local previous = redis.call('GET', idempotency_record)
 if previous then
-  answer(previous)
-  return 0
+  local seq, id = string.match(previous, '^(%d+):(.*)$')
+  if not seq then
+    -- A record written before records were slimmed holds the whole message.
+    answer(previous)
+    return 0
+  end
+  local member = redis.call('ZRANGEBYSCORE', pending, seq, seq)[1]
+  if member then
+    answer(member)
+    return 0
+  end
+  return {tonumber(seq), id}
 end
 if redis.call('EXISTS', seq_counter) == 0 then
   if seq_floor == '' then
@@ -56,7 +72,7 @@ if redis.call('EXISTS', seq_counter) == 0 then
 end
 local seq = redis.call('INCR', seq_counter)
 local message = message_before_seq .. seq .. message_after_seq
-redis.call('SET', idempotency_record, message, 'EX', tonumber(idempotency_ttl))
+redis.call('SET', idempotency_record, seq .. ':' .. message_id, 'EX', tonumber(idempotency_ttl))
 redis.call('ZADD', pending, seq, message)
 redis.call('XADD', messages_stream, '*', entry_field, message)
 -- Published from inside the script, so every subscriber sees a dialog's messages in seq order,

@@ -46,6 +46,7 @@ class AcceptCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     entry_field: bytes = ENTRY_FIELD
     request_group: str = keys.CHAT_GROUP
     request_entry_id: bytes
+    message_id: str
 
     def keys(self) -> tuple[str, ...]:
         values: tuple[str, ...] = astuple(self)[:_KEY_COUNT]

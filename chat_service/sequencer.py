@@ -1,19 +1,33 @@
 """Turning a send into a message with the dialog's next seq, through one Lua script
 (accept.lua): counter, idempotency record, pending set, messages stream, fan-out, the sender's
-reply and the request's acknowledgement move together or not at all."""
+reply and the request's acknowledgement move together or not at all.
+
+The idempotency record keeps only the message's seq and id, for CHAT_CLIENT_MSG_ID_TTL_SECONDS
+(minutes): a retry is answered with the message from the pending set by the script, or, once
+the message is stored and has left the set, from the table here (the same ``sent`` bytes: the
+reply is cut from the same schemas, and the stored values are the ones sent)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import msgspec
 
 from chat_service.accept import SCRIPT, SHA, AcceptCall
 from chat_service.send_frames import send_pieces
 from chatkit import keys
 from chatkit.dialogs import DialogKey
-from chatkit.redis import RedisClient
-from chatkit.wire import UserRef, wire_time
+from chatkit.errors import Unavailable
+from chatkit.redis import RedisClient, first_error
+from chatkit.wire import Message, UserRef, wire_time
+
+# The stored message of a dialog with a given seq, or None.
+StoredLookup = Callable[[DialogKey, int], Awaitable[Message | None]]
+
+_encode = msgspec.json.Encoder().encode
 
 
 class FloorNeeded(Exception):
@@ -31,9 +45,10 @@ class Origin:
 
 
 class Sequencer:
-    def __init__(self, pipeline: RedisClient, client_msg_id_ttl_seconds: int) -> None:
+    def __init__(self, pipeline: RedisClient, client_msg_id_ttl_seconds: int, stored: StoredLookup) -> None:
         self.pipeline = pipeline
         self.client_msg_id_ttl = client_msg_id_ttl_seconds
+        self.stored = stored
 
     async def mark_open(self, key: DialogKey) -> None:
         """Give a newly opened dialog its counter: from then on the counter's existence is
@@ -44,12 +59,13 @@ class Sequencer:
         self, key: DialogKey, sender: UserRef, text: str, client_msg_id: str, origin: Origin, *,
         floor: int | None = None,
     ) -> None:
-        """Accept the message (or find the one this client_msg_id made); the script itself
-        answers the sender and acknowledges the request."""
+        """Accept the message (or find the one this client_msg_id made); the sender is
+        answered and the request acknowledged, by the script or (a stored repeat) here."""
         # Per send only what varies is encoded (chat_service.send_frames); the script joins it.
+        message_id = str(uuid.uuid4())
         (message_before_seq, message_after_seq, event_before_seq, reply_before_message,
          reply_after_message) = send_pieces(
-            str(uuid.uuid4()), key.id, sender, text, wire_time(datetime.now(UTC)),
+            message_id, key.id, sender, text, wire_time(datetime.now(UTC)),
             origin.conn, client_msg_id, origin.ref,
         )
         call = AcceptCall(
@@ -67,7 +83,31 @@ class Sequencer:
             idempotency_ttl=self.client_msg_id_ttl,
             seq_floor="" if floor is None else floor,
             request_entry_id=origin.entry_id,
+            message_id=message_id,
         )
         outcome = await self.pipeline.eval_script(SHA, SCRIPT, keys=call.keys(), args=call.args())
         if outcome == -1:
             raise FloorNeeded(key.id)
+        if isinstance(outcome, list):
+            seq, stored_id = int(outcome[0]), outcome[1].decode()
+            await self._answer_stored(call, key, seq, stored_id)
+
+    async def _answer_stored(self, call: AcceptCall, key: DialogKey, seq: int, message_id: str) -> None:
+        """A repeat of a message that has been stored: the same reply the script would give."""
+        message = await self.stored(key, seq)
+        if message is None or message.id != message_id:
+            # Stored before it left the pending set, so only a table changed behind our back
+            # gets here: the client is told to try again (never given a second message).
+            found = "nothing" if message is None else f"message {message.id}"
+            raise Unavailable(
+                f"dialog {key.id}: a resend's record names message {message_id} at seq {seq}, "
+                f"expected it stored, found {found}"
+            )
+        reply = b"".join((call.reply_before_message, _encode(message), call.reply_after_message))
+        replies = await self.pipeline.transaction(
+            ("PUBLISH", call.gateway_channel, reply),
+            ("XACK", call.request_stream, call.request_group, call.request_entry_id),
+        )
+        if (error := first_error(replies)) is not None:
+            raise error
+

@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import math
 
+from chat_service import store
 from chat_service.handlers import ChatHandlers
 from chat_service.history import HistoryReader
 from chat_service.sequencer import Sequencer
 from chatkit import keys
 from chatkit.db import apply_schema, create_pool
+from chatkit.dialogs import DialogKey
 from chatkit.redis import RedisClient
 from chatkit.service import RequestService
 from chatkit.settings import Settings
+from chatkit.wire import Message
 
 
 async def serve(settings: Settings) -> None:
@@ -21,7 +24,11 @@ async def serve(settings: Settings) -> None:
     pool = await create_pool(settings.database_url, wait_seconds=math.inf)
     try:
         await apply_schema(pool)
-        sequencer = Sequencer(redis, settings.client_msg_id_ttl_seconds)
+        async def stored_message(key: DialogKey, seq: int) -> Message | None:
+            found = await store.stored_messages(pool, key, after=seq - 1, before=seq + 1, limit=1, newest=False)
+            return found[0] if found else None
+
+        sequencer = Sequencer(redis, settings.client_msg_id_ttl_seconds, stored_message)
         handlers = ChatHandlers(settings, pool, sequencer, HistoryReader(redis, pool))
         service = RequestService(
             redis, settings, stream=keys.CHAT_REQUESTS, group=keys.CHAT_GROUP, handler=handlers.handle,

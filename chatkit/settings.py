@@ -59,9 +59,10 @@ class Settings:
     storage_linger_ms: int = 100
     # Gateway: frames queued for one slow client before it is disconnected.
     send_queue_limit: int = 1024
-    # How long a send's idempotency record (client_msg_id -> message) is kept: a retry after
-    # this long makes a new message. Each record holds the message, so this bounds Redis memory.
-    client_msg_id_ttl_seconds: int = 24 * 3600
+    # How long a send's idempotency record (client_msg_id -> the message's seq and id, about
+    # 150 bytes with its key) is kept: a resend after this long makes a new message. Minutes,
+    # long enough for a client's retries across a reconnect; it bounds Redis memory per message.
+    client_msg_id_ttl_seconds: int = 600
     log_level: str = "INFO"
     # Gateway: the directory served at `/` (the web chat). Missing: the gateway serves no site.
     site_dir: Path = dataclasses.field(default_factory=lambda: DEFAULT_SITE_DIR)
