@@ -10,6 +10,7 @@ from auth_service.passwords import Passwords
 from auth_service.tokens import Tokens
 from chatkit import keys
 from chatkit.db import apply_schema, create_pool
+from chatkit.partitions import Partitions
 from chatkit.redis import RedisClient
 from chatkit.service import RequestService
 from chatkit.settings import Settings
@@ -34,10 +35,11 @@ async def serve(settings: Settings) -> None:
             passwords = Passwords()
             await passwords.prepare()
             handler = AuthHandler(pool, passwords, tokens)
+            streams = [keys.auth_requests(tag) for tag in Partitions(settings.partitions).tags()]
             service = RequestService(
-                redis, settings, stream=keys.AUTH_REQUESTS, group=keys.AUTH_GROUP, handler=handler.handle
+                redis, settings, streams=streams, group=keys.AUTH_GROUP, handler=handler.handle
             )
-            log.info("auth_service %s serving %s", settings.instance, keys.AUTH_REQUESTS)
+            log.info("auth_service %s serving %s..%s", settings.instance, streams[0], streams[-1])
             try:
                 await service.run()
             finally:

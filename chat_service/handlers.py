@@ -124,7 +124,9 @@ class ChatHandlers:
         if "\x00" in text:
             # PostgreSQL text cannot hold NUL: such a message would be sent but never stored.
             raise RequestError("invalid", "text: expected no NUL (U+0000) characters")
-        origin = Origin(gateway=request.gateway, conn=request.conn, ref=frame.ref, entry_id=outbox.entry_id)
+        origin = Origin(
+            gateway=request.gateway, conn=request.conn, ref=frame.ref, entry_id=outbox.entry_id, stream=outbox.stream,
+        )
         try:
             await self.sequencer.accept(key, user, text, frame.client_msg_id, origin)
         except FloorNeeded:

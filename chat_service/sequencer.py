@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from chat_service.accept import SCRIPT, SHA, AcceptCall
+from chat_service.accept import PLAIN_SCRIPT, PLAIN_SHA, SCRIPT, SHA, AcceptCall
 from chat_service.send_frames import send_pieces
 from chatkit import keys
 from chatkit.dialogs import DialogKey
 from chatkit.errors import Unavailable
-from chatkit.redis import RedisClient, first_error
+from chatkit.partitions import Partitions
+from chatkit.redis import RedisClient, ReplyError, first_error
 from chatkit.wire import Message, UserRef, wire_time
 
 # The stored message of a dialog with a given seq, or None.
@@ -42,18 +43,25 @@ class Origin:
     conn: str
     ref: str | None
     entry_id: bytes
+    # The request stream the entry is on: the dialog's partition (the gateway routes a send so).
+    stream: str
 
 
 class Sequencer:
-    def __init__(self, pipeline: RedisClient, client_msg_id_ttl_seconds: int, stored: StoredLookup) -> None:
+    def __init__(
+        self, pipeline: RedisClient, partitions: Partitions, client_msg_id_ttl_seconds: int, stored: StoredLookup,
+    ) -> None:
         self.pipeline = pipeline
+        self.partitions = partitions
         self.client_msg_id_ttl = client_msg_id_ttl_seconds
         self.stored = stored
+        # The '#!lua' script until a server too old for it says so (chat_service.accept).
+        self.script, self.sha = SCRIPT, SHA
 
     async def mark_open(self, key: DialogKey) -> None:
         """Give a newly opened dialog its counter: from then on the counter's existence is
         what tells a send that the dialog exists, with no database round trip."""
-        await self.pipeline.call("SET", keys.dialog_seq(key.id), 0, "NX")
+        await self.pipeline.call("SET", keys.dialog_seq(self.partitions.dialog_tag(key), key.id), 0, "NX")
 
     async def accept(
         self, key: DialogKey, sender: UserRef, text: str, client_msg_id: str, origin: Origin, *,
@@ -68,10 +76,13 @@ class Sequencer:
             message_id, key.id, sender, text, wire_time(datetime.now(UTC)),
             origin.conn, client_msg_id, origin.ref,
         )
+        tag = self.partitions.dialog_tag(key)
         call = AcceptCall(
-            seq_counter=keys.dialog_seq(key.id),
-            idempotency_record=keys.client_msg_id(key.id, sender.id, client_msg_id),
-            pending=keys.dialog_pending(key.id),
+            seq_counter=keys.dialog_seq(tag, key.id),
+            idempotency_record=keys.client_msg_id(tag, key.id, sender.id, client_msg_id),
+            pending=keys.dialog_pending(tag, key.id),
+            messages_stream=keys.messages(tag),
+            request_stream=origin.stream,
             lo_channel=keys.user_channel(key.lo),
             hi_channel=keys.user_channel(key.hi),
             gateway_channel=keys.gateway_channel(origin.gateway),
@@ -85,12 +96,22 @@ class Sequencer:
             request_entry_id=origin.entry_id,
             message_id=message_id,
         )
-        outcome = await self.pipeline.eval_script(SHA, SCRIPT, keys=call.keys(), args=call.args())
+        outcome = await self._run(call)
         if outcome == -1:
             raise FloorNeeded(key.id)
         if isinstance(outcome, list):
             seq, stored_id = int(outcome[0]), outcome[1].decode()
             await self._answer_stored(call, key, seq, stored_id)
+
+    async def _run(self, call: AcceptCall) -> object:
+        try:
+            return await self.pipeline.eval_script(self.sha, self.script, keys=call.keys(), args=call.args())
+        except ReplyError as exc:
+            # Before Redis 7 a '#!' line does not compile; nothing ran. Once, then plainly.
+            if self.script is PLAIN_SCRIPT or "compiling" not in str(exc).lower():
+                raise
+            self.script, self.sha = PLAIN_SCRIPT, PLAIN_SHA
+            return await self.pipeline.eval_script(self.sha, self.script, keys=call.keys(), args=call.args())
 
     async def _answer_stored(self, call: AcceptCall, key: DialogKey, seq: int, message_id: str) -> None:
         """A repeat of a message that has been stored: the same reply the script would give."""

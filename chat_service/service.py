@@ -13,6 +13,7 @@ from chat_service.sequencer import Sequencer
 from chatkit import keys
 from chatkit.db import apply_schema, create_pool
 from chatkit.dialogs import DialogKey
+from chatkit.partitions import Partitions
 from chatkit.redis import RedisClient
 from chatkit.service import RequestService
 from chatkit.settings import Settings
@@ -24,14 +25,17 @@ async def serve(settings: Settings) -> None:
     pool = await create_pool(settings.database_url, wait_seconds=math.inf)
     try:
         await apply_schema(pool)
+        partitions = Partitions(settings.partitions)
+
         async def stored_message(key: DialogKey, seq: int) -> Message | None:
             found = await store.stored_messages(pool, key, after=seq - 1, before=seq + 1, limit=1, newest=False)
             return found[0] if found else None
 
-        sequencer = Sequencer(redis, settings.client_msg_id_ttl_seconds, stored_message)
-        handlers = ChatHandlers(settings, pool, sequencer, HistoryReader(redis, pool))
+        sequencer = Sequencer(redis, partitions, settings.client_msg_id_ttl_seconds, stored_message)
+        handlers = ChatHandlers(settings, pool, sequencer, HistoryReader(redis, partitions, pool))
         service = RequestService(
-            redis, settings, stream=keys.CHAT_REQUESTS, group=keys.CHAT_GROUP, handler=handlers.handle,
+            redis, settings, streams=[keys.chat_requests(tag) for tag in partitions.tags()], group=keys.CHAT_GROUP,
+            handler=handlers.handle,
         )
         try:
             await service.run()

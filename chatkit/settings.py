@@ -63,6 +63,9 @@ class Settings:
     # 150 bytes with its key) is kept: a resend after this long makes a new message. Minutes,
     # long enough for a client's retries across a reconnect; it bounds Redis memory per message.
     client_msg_id_ttl_seconds: int = 600
+    # Partitions of the data layout (chatkit/partitions.py): request and messages streams, and
+    # the hash tag of every dialog's keys. A power of two up to 1024. Changing it is a migration.
+    partitions: int = 16
     log_level: str = "INFO"
     # Gateway: the directory served at `/` (the web chat). Missing: the gateway serves no site.
     site_dir: Path = dataclasses.field(default_factory=lambda: DEFAULT_SITE_DIR)

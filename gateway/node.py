@@ -13,6 +13,7 @@ import msgspec
 
 from chatkit import keys
 from chatkit.envelopes import ENTRY_FIELD, Request
+from chatkit.partitions import Partitions
 from chatkit.redis import REDIS_DOWN, RedisClient
 from chatkit.settings import Settings
 from chatkit.wire import Sync
@@ -38,6 +39,7 @@ MAX_FORWARD_BACKLOG = 5_000
 class GatewayNode:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.partitions = Partitions(settings.partitions)
         self.id = uuid.uuid4().hex[:12]
         self.channel = keys.gateway_channel(self.id)
         self.pipeline = RedisClient.from_url(settings.redis_url)
@@ -91,7 +93,7 @@ class GatewayNode:
             await self.registry.remove(conn)
 
     async def _on_frame(self, conn: Connection, text: str) -> None:
-        action = route(text, conn.user)
+        action = route(text, conn.user, self.partitions)
         if not isinstance(action, Forward):
             conn.push(action.frame)
             return

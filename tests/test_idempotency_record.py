@@ -11,9 +11,9 @@ import redis.asyncio
 
 from chat_client import ChatClient
 from chat_client.client import Frame
-from chatkit import keys
 from chatkit.settings import Settings
 from storage_worker.service import serve as serve_storage
+from tests import layout
 from tests.harness import Stack
 from tests.protocol_support import device, new_user, poll, uid
 
@@ -39,18 +39,18 @@ async def test_a_resend_gets_the_same_message_pending_and_stored(stack: Stack, r
     assert await bob.next_push() == {"type": "message", "message": first}
 
     # The record holds the seq and the id, nothing of the text, and expires within the window.
-    record = keys.client_msg_id(dialog_id, uid(alice), "retry-me")
+    record = layout.record(dialog_id, uid(alice), "retry-me")
     assert await rds.get(record) == f"{first['seq']}:{first['id']}".encode()
     ttl = await rds.ttl(record)
     assert 0 < ttl <= stack.settings.client_msg_id_ttl_seconds, ttl
 
     # Not stored yet: the script answers from the pending set.
-    assert await rds.zcard(keys.dialog_pending(dialog_id)) == 1
+    assert await rds.zcard(layout.pending(dialog_id)) == 1
     assert await send(alice, dialog_id, "whatever", "retry-me") == first
 
     # Stored, and gone from the pending set: chat_service answers from the table.
     stack.start_service("storage_worker", serve_storage)
-    await poll(lambda: rds.zcard(keys.dialog_pending(dialog_id)), lambda n: n == 0, "the message to be stored")
+    await poll(lambda: rds.zcard(layout.pending(dialog_id)), lambda n: n == 0, "the message to be stored")
     assert await send(alice, dialog_id, "whatever", "retry-me") == first
     # On another connection of the sender too, through the other gateway.
     again = await device(stack, "alice", gateway=1)
@@ -69,7 +69,7 @@ async def test_a_record_in_the_old_form_still_answers(stack: Stack, rds: redis.a
     await new_user(stack, "bob", gateway=1)
     dialog_id = (await alice.open_dialog("bob"))["id"]
     first = await send(alice, dialog_id, "once", "old-form")
-    record = keys.client_msg_id(dialog_id, uid(alice), "old-form")
+    record = layout.record(dialog_id, uid(alice), "old-form")
     whole = await alice.history(dialog_id)
     assert whole == [first]
     await rds.set(record, json.dumps(first, separators=(",", ":")), ex=60)

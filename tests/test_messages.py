@@ -16,6 +16,7 @@ from chat_client.client import Frame
 from chatkit import keys
 from chatkit.settings import Settings
 from storage_worker.service import serve as serve_storage
+from tests import layout
 from tests.harness import Stack, start_stack
 from tests.protocol_support import (
     assert_message,
@@ -260,7 +261,7 @@ async def test_concurrent_sends_to_two_replicas_number_without_gaps(
     ])
     assert sorted(m["seq"] for m in replies) == list(range(1, total + 1))
     assert len({m["id"] for m in replies}) == total
-    consumers = await rds.xinfo_consumers(keys.CHAT_REQUESTS, keys.CHAT_GROUP)
+    consumers = await rds.xinfo_consumers(keys.chat_requests(layout.tag(dialog_id)), keys.CHAT_GROUP)
     assert len(consumers) == 2
 
     # Every connection gets every message it did not send itself, in seq order.
