@@ -77,17 +77,24 @@ class StreamConsumer:
         self._next_claim = 0.0
         self._reads = redis.blocking_link()
         self._read_args = ("STREAMS", *self.streams, *(">" for _ in self.streams))
+        # XREADGROUP's COUNT is per stream: entries read beyond ``count`` wait here (already
+        # delivered to this consumer) and are what the next read returns.
+        self._surplus: list[Entry] = []
 
     async def read(self, count: int) -> list[Entry]:
         """Entries to handle: stale ones of dead replicas first, then new ones (blocking
-        up to ``block_ms``). Entries that failed too often are dead-lettered, not returned."""
+        up to ``block_ms``), at most ``count``. Entries that failed too often are dead-lettered,
+        not returned."""
+        if self._surplus:
+            taken, self._surplus = self._surplus[:count], self._surplus[count:]
+            return taken
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + self.claim_idle_ms / 2000
             claimed = await self._claim(count)
             if claimed:
                 return claimed
         read = self._reads.call(
-            "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
+            "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", -(-count // len(self.streams)),
             "BLOCK", self.block_ms, *self._read_args,
         )
         try:
@@ -104,9 +111,12 @@ class StreamConsumer:
             return []
         # [[stream, [[id, [field, value, ...]], ...]]], or None when the block timed out.
         streams = cast(list[tuple[bytes, list[tuple[bytes, list[bytes]]]]], reply or [])
-        return [
+        entries = [
             _entry(entry_id, fields, stream.decode()) for stream, items in streams for entry_id, fields in items
         ]
+        if len(entries) > count:
+            entries, self._surplus = entries[:count], entries[count:]
+        return entries
 
     async def close(self) -> None:
         await self._reads.close()

@@ -16,6 +16,7 @@ from auth_service.service import serve
 from auth_service.tokens import Tokens, signing_key
 from chatkit import wire
 from chatkit.settings import Settings, SettingsError
+from tests import layout
 from tests.broker import Broker, running, server_frame
 from tests.tcp_proxy import TcpProxy
 
@@ -298,5 +299,6 @@ async def test_postgres_outage_answers_unavailable_and_recovers(settings: Settin
 
 
 async def test_undecodable_entry_does_not_stop_the_service(broker: Broker) -> None:
-    await broker.redis.xadd("chat:requests:auth", {b"e": msgspec.json.encode({"nonsense": True})})
+    # On the partition register's request takes next (the broker's default stream).
+    await broker.redis.xadd(layout.AUTH_REQUESTS[0], {b"e": msgspec.json.encode({"nonsense": True})})
     await register(broker, "alice")

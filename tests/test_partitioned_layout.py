@@ -8,7 +8,11 @@ import redis.asyncio
 from chat_service.accept import SCRIPT, AcceptCall
 from chatkit import keys
 from chatkit.dialogs import DialogKey
+from chatkit.envelopes import ENTRY_FIELD
 from chatkit.partitions import slot
+from chatkit.redis import RedisClient
+from chatkit.settings import Settings
+from chatkit.streams import StreamConsumer, ensure_groups
 from chatkit.wire import UserRef
 from gateway.protocol import Forward, route
 from tests import layout
@@ -76,3 +80,30 @@ async def test_every_partition_has_its_group_and_a_send_lands_in_its_partition(
     assert [fields[b"e"].count(sent["id"].encode()) for _, fields in entries] == [1]
     others = [name for name in layout.MESSAGES if name != layout.messages(dialog_id)]
     assert [await rds.xlen(name) for name in others] == [0] * len(others)
+
+
+async def test_a_read_over_many_partitions_returns_at_most_count(rds: redis.asyncio.Redis, settings: Settings) -> None:
+    """XREADGROUP's COUNT is per stream: what comes beyond the count waits for the next read,
+    so a service never takes more requests than it has room for, and none is lost."""
+    streams = [f"test:partitioned:{tag}" for tag in layout.TAGS]
+    client = RedisClient.from_url(settings.redis_url)
+    consumer = StreamConsumer(client, streams, "g", "c", block_ms=100)
+    try:
+        await ensure_groups(client, streams, "g")
+        for stream in streams:
+            for n in range(3):
+                await rds.xadd(stream, {ENTRY_FIELD: f"{stream} {n}".encode()})
+        seen: list[bytes] = []
+        for _ in range(200):
+            batch = await consumer.read(5)
+            assert len(batch) <= 5
+            seen += [entry.data for entry in batch]
+            for entry in batch:
+                await consumer.ack(entry.stream, entry.id)
+            if len(seen) == 3 * len(streams):
+                break
+        assert sorted(seen) == sorted(f"{s} {n}".encode() for s in streams for n in range(3))
+        assert [(await rds.xpending(s, "g"))["pending"] for s in streams] == [0] * len(streams)
+    finally:
+        await consumer.close()
+        await client.close()
