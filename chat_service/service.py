@@ -13,18 +13,34 @@ from chat_service.sequencer import Sequencer
 from chatkit import keys
 from chatkit.db import apply_schema, create_pool
 from chatkit.dialogs import DialogKey
+from chatkit.health import Health
+from chatkit.ops_server import ops_server
 from chatkit.partitions import Partitions
 from chatkit.redis import RedisClient
 from chatkit.service import RequestService
 from chatkit.settings import Settings
+from chatkit.stream_metrics import Watched
 from chatkit.wire import Message
 
 
 async def serve(settings: Settings) -> None:
     redis = RedisClient.from_url(settings.redis_url)
+    streams = tuple(keys.chat_requests(tag) for tag in Partitions(settings.partitions).tags())
+    health = Health(
+        "chat_service", redis, [Watched(keys.CHAT_REQUESTS, keys.CHAT_GROUP, streams)], needs_database=True,
+    )
+    try:
+        async with ops_server(health, settings.metrics_host, settings.metrics_port):
+            await _serve(settings, redis, health)
+    finally:
+        await redis.close()
+
+
+async def _serve(settings: Settings, redis: RedisClient, health: Health) -> None:
     pool = await create_pool(settings.database_url, wait_seconds=math.inf)
     try:
         await apply_schema(pool)
+        health.pool = pool
         partitions = Partitions(settings.partitions)
 
         async def stored_message(key: DialogKey, seq: int) -> Message | None:
@@ -35,7 +51,7 @@ async def serve(settings: Settings) -> None:
         handlers = ChatHandlers(settings, pool, sequencer, HistoryReader(redis, partitions, pool))
         service = RequestService(
             redis, settings, streams=[keys.chat_requests(tag) for tag in partitions.tags()], group=keys.CHAT_GROUP,
-            handler=handlers.handle,
+            handler=handlers.handle, health=health,
         )
         try:
             await service.run()
@@ -43,5 +59,5 @@ async def serve(settings: Settings) -> None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(service.drain())
     finally:
+        health.pool = None
         await pool.close()
-        await redis.close()

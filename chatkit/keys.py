@@ -33,16 +33,30 @@ CHAT_GROUP = "chat_service"
 STORAGE_GROUP = "storage_worker"
 
 
+# The families of partitioned streams: each partition's stream is ``<family>:{tag}``. Metrics
+# and logs that speak of a stream as a whole use the family name.
+AUTH_REQUESTS = "chat:requests:auth"
+CHAT_REQUESTS = "chat:requests:chat"
+MESSAGES = "chat:messages"
+
+
+def family(stream: str) -> str:
+    """The family of a partition's stream (``chat:messages:{e4}`` -> ``chat:messages``); any
+    other name as it is."""
+    name, sep, tag = stream.rpartition(":")
+    return name if sep and tag.startswith("{") and tag.endswith("}") else stream
+
+
 def auth_requests(tag: str) -> str:
-    return f"chat:requests:auth:{tag}"
+    return f"{AUTH_REQUESTS}:{tag}"
 
 
 def chat_requests(tag: str) -> str:
-    return f"chat:requests:chat:{tag}"
+    return f"{CHAT_REQUESTS}:{tag}"
 
 
 def messages(tag: str) -> str:
-    return f"chat:messages:{tag}"
+    return f"{MESSAGES}:{tag}"
 
 
 def gateway_channel(gateway_id: str) -> str:

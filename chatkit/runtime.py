@@ -4,23 +4,20 @@ uvloop, and a clean stop on SIGINT/SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 
+from chatkit import logs
 from chatkit.settings import Settings
 
 Serve = Callable[[Settings], Awaitable[None]]
 
 
 def configure_logging(settings: Settings, name: str) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(name, settings.log_level, settings.log_format)
 
 
 def run(name: str, serve: Serve, *, young_gc_threshold: int | None = None) -> None:
@@ -44,15 +41,15 @@ def run(name: str, serve: Serve, *, young_gc_threshold: int | None = None) -> No
         _, older, oldest = gc.get_threshold()
         gc.set_threshold(young_gc_threshold, older, oldest)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_until_signal(serve(settings)))
+        runner.run(_until_signal(name, serve(settings)))
 
 
-async def _until_signal(main: Awaitable[None]) -> None:
+async def _until_signal(name: str, main: Awaitable[None]) -> None:
     task = asyncio.ensure_future(main)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        logging.getLogger(__name__).info("stopped")
+    # The one line an operator looks for after a stop (a crash logs its traceback instead).
+    logging.getLogger(__name__).info("%s stopped", name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +17,9 @@ from chatkit import keys
 from chatkit.backoff import Backoff
 from chatkit.envelopes import ConnReply, Request, UserEvent
 from chatkit.errors import RequestError, Unavailable
+from chatkit.health import Health
+from chatkit.logs import request_id
+from chatkit.metrics import RequestMetrics
 from chatkit.redis import REDIS_DOWN, RedisClient
 from chatkit.settings import Settings
 from chatkit.streams import Entry, StreamConsumer, ensure_groups
@@ -69,10 +73,13 @@ Handler = Callable[[Request, Outbox], Awaitable[None]]
 class RequestService:
     def __init__(
         self, redis: RedisClient, settings: Settings, *, streams: Sequence[str], group: str, handler: Handler,
+        health: Health | None = None,
     ) -> None:
         """``redis`` is shared with the handler (the caller closes it); the consumer's blocking
-        reads take a link of their own from it."""
+        reads take a link of their own from it. ``health`` is told when the group is joined."""
         self.redis = redis
+        self.health = health
+        self.metrics = RequestMetrics(group)
         self.settings = settings
         self.streams = list(streams)
         self.handler = handler
@@ -90,6 +97,8 @@ class RequestService:
             try:
                 await ensure_groups(self.redis, self.streams, self.consumer.group)
                 backoff.reset()
+                if self.health is not None:
+                    self.health.group_joined()
                 await self._serve()
             except REDIS_DOWN as exc:
                 log.warning("Redis unreachable (%s); retrying", exc)
@@ -141,28 +150,45 @@ class RequestService:
             self._slots.release()
 
     async def _handle_entry(self, entry: Entry) -> None:
+        started = time.perf_counter()
+        request_id.set(entry.id.decode())
         try:
             request = _decode_request(entry.data)
         except msgspec.DecodeError as exc:
             # Only our own gateways write here: a malformed entry is a bug, park it.
             await self.consumer.dead_letter(entry, f"undecodable request: {exc}")
+            self.metrics.done("unknown", "undecodable", started)
             return
+        frame_type: str = request.frame.__struct_config__.tag  # type: ignore[assignment]
+        outcome = "ok"
         outbox = Outbox(request, entry_id=entry.id, stream=entry.stream)
         try:
             await self.handler(request, outbox)
         except RequestError as exc:
+            outcome = "rejected"
             outbox.reply(Error(code=exc.code, message=exc.message))
         except Unavailable as exc:
+            outcome = "unavailable"
             outbox.reply(Error(code="unavailable", message=f"try again shortly: {exc}"))
         except REDIS_DOWN:
+            self.metrics.done(frame_type, "redis_down", started)
             raise
         except Exception:
             # A bug or a surprise from a backing server: answer now rather than let the
             # client time out; retrying is the client's call (sends are idempotent).
             log.exception("request %s failed", entry.id.decode())
+            outcome = "internal"
             outbox.reply(Error(code="internal", message="the server failed on this request"))
+        if outcome == "ok" and isinstance(outbox.reply_frame, Error):
+            # A handler that answered with an error frame itself.
+            outcome = outbox.reply_frame.code if outbox.reply_frame.code in ("unavailable", "internal") else "rejected"
         if not outbox.answered:
-            await self._publish(entry, outbox)
+            try:
+                await self._publish(entry, outbox)
+            except REDIS_DOWN:
+                self.metrics.done(frame_type, "redis_down", started)
+                raise
+        self.metrics.done(frame_type, outcome, started)
 
     async def _publish(self, entry: Entry, outbox: Outbox) -> None:
         request = outbox.request

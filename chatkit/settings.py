@@ -67,6 +67,13 @@ class Settings:
     # the hash tag of every dialog's keys. A power of two up to 1024. Changing it is a migration.
     partitions: int = 16
     log_level: str = "INFO"
+    # "text" (one readable line per record) or "json" (one JSON object per line, for a log shipper).
+    log_format: str = "text"
+    # auth_service, chat_service, storage_worker: port of the small HTTP server with /healthz,
+    # /readyz and /metrics (0: none). The launcher gives each process a free one.
+    metrics_port: int = 0
+    # Address that server listens on (0.0.0.0 in containers, so Prometheus and healthchecks reach it).
+    metrics_host: str = "127.0.0.1"
     # Gateway: the directory served at `/` (the web chat). Missing: the gateway serves no site.
     site_dir: Path = dataclasses.field(default_factory=lambda: DEFAULT_SITE_DIR)
 

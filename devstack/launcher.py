@@ -94,6 +94,8 @@ class Launcher:
         self._servers: list[EmbeddedServer] = []
         self._children: list[Child] = []
         self._lock: DataDirLock | None = None
+        # Each service's /healthz, /readyz and /metrics port (CHAT_METRICS_PORT), by child name.
+        self.metrics_ports: dict[str, int] = {}
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self._stop_requested.set()
@@ -122,6 +124,10 @@ class Launcher:
         self._start_children(settings)
         for port in gateway_ports(settings):
             self._wait_healthy(f"http://{client_host(settings.host)}:{port}/healthz")
+        metrics_host = client_host(settings.metrics_host)
+        for name, port in self.metrics_ports.items():
+            self._wait_healthy(f"http://{metrics_host}:{port}/readyz")
+            self._out.say(f"{name} metrics: http://{metrics_host}:{port}/metrics (also /healthz, /readyz)")
         urls = [f"ws://{client_host(settings.host)}:{port}/ws" for port in gateway_ports(settings)]
         for url in urls:
             self._out.line(f"chat backend ready: {url}")
@@ -178,7 +184,8 @@ class Launcher:
     def _start_children(self, settings: Settings) -> None:
         base = {**self._environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
         for package in WORKERS:
-            self._spawn(package, package, base)
+            self.metrics_ports[package] = free_port()
+            self._spawn(package, package, {**base, env_name("metrics_port"): str(self.metrics_ports[package])})
         for index, port in enumerate(gateway_ports(settings), start=1):
             self._spawn(f"{GATEWAY}-{index}", GATEWAY, {**base, env_name("port"): str(port)})
 

@@ -18,9 +18,13 @@ import asyncpg
 from chatkit import keys
 from chatkit.db import CONNECTION_ERRORS, apply_schema, create_pool
 from chatkit.errors import Unavailable
+from chatkit.health import Health
+from chatkit.metrics import STORAGE_WRITE_SECONDS
+from chatkit.ops_server import ops_server
 from chatkit.partitions import Partitions
 from chatkit.redis import REDIS_DOWN, RedisClient, ReplyError
 from chatkit.settings import Settings
+from chatkit.stream_metrics import Watched
 from chatkit.streams import Entry, StreamConsumer, ensure_groups
 from storage_worker import sql
 from storage_worker.batch import DialogBatch, group
@@ -45,12 +49,20 @@ POOL_SIZE = LANES + 1
 async def serve(settings: Settings) -> None:
     """Store messages until cancelled; outages of Redis or PostgreSQL pause it, never end it."""
     redis = RedisClient.from_url(settings.redis_url)
+    partitions = tuple(keys.messages(tag) for tag in Partitions(settings.partitions).tags())
+    watched = [Watched(keys.MESSAGES, keys.STORAGE_GROUP, partitions), Watched(keys.DEAD_LETTERS)]
+    health = Health("storage_worker", redis, watched, needs_database=True)
     try:
-        pool = await open_database(settings)
-        try:
-            await StorageWorker(redis, pool, settings).run()
-        finally:
-            await close_pool(pool)
+        async with ops_server(health, settings.metrics_host, settings.metrics_port):
+            pool = await open_database(settings)
+            health.pool = pool
+            try:
+                worker = StorageWorker(redis, pool, settings)
+                worker.health = health
+                await worker.run()
+            finally:
+                health.pool = None
+                await close_pool(pool)
     finally:
         await redis.close()
 
@@ -95,6 +107,9 @@ async def close_pool(pool: asyncpg.Pool) -> None:
 
 
 class StorageWorker:
+    # Told when the worker has joined its consumer group (serve sets it).
+    health: Health | None = None
+
     def __init__(self, redis: RedisClient, pool: asyncpg.Pool, settings: Settings) -> None:
         self.redis = redis
         self.pool = pool
@@ -130,6 +145,8 @@ class StorageWorker:
         while True:
             try:
                 await ensure_groups(self.redis, self.streams, keys.STORAGE_GROUP)
+                if self.health is not None:
+                    self.health.group_joined()
                 while True:
                     raise_if_cancelled()
                     entries = await self.consumer.read(self.settings.storage_batch_size)
@@ -181,7 +198,9 @@ class StorageWorker:
         acknowledged meanwhile, so the stream holds the backlog until the server is back."""
         while True:
             try:
+                started = time.perf_counter()
                 results = await writer.write(batches)
+                STORAGE_WRITE_SECONDS.observe(time.perf_counter() - started)
             except Exception as exc:
                 if not is_outage(exc):
                     log.exception("unexpected failure storing %d dialogs", len(batches))

@@ -7,6 +7,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from chatkit import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -38,6 +40,10 @@ class Stats:
 
     def batch(self, counts: Counts, dialogs: int, seconds: float) -> None:
         self._window.add(counts)
+        metrics.STORAGE_BATCH_ENTRIES.observe(counts.entries)
+        metrics.STORAGE_ROWS.inc(counts.inserted)
+        metrics.STORAGE_DUPLICATES.inc(counts.duplicates)
+        metrics.STORAGE_FAILED.inc(counts.failed)
         log.debug(
             "batch: %d entries over %d dialogs in %.1fms: %d inserted, %d duplicates, %d failed, %d dead-lettered",
             counts.entries, dialogs, seconds * 1000, counts.inserted, counts.duplicates, counts.failed, counts.dead,

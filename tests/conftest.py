@@ -1,31 +1,27 @@
 """Fixtures: one embedded Valkey and one embedded PostgreSQL for the session (or the servers
-named by CHAT_REDIS_URL / CHAT_DATABASE_URL), a fresh database and an empty Redis per test."""
+named by CHAT_REDIS_URL / CHAT_DATABASE_URL), a fresh database and an empty Redis per test.
+Per-test time limits, and the ``slow`` marker: tests/support/timeouts.py."""
 
 from __future__ import annotations
 
 import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import pytest
 import redis.asyncio
 
+from chatkit.redis import RedisClient
 from chatkit.settings import Settings
-from devstack.embedded import EmbeddedServer, start_postgres, start_valkey
-from tests.harness import Stack, start_stack
+from devstack.embedded import start_postgres, start_valkey
+from tests.support.servers import Servers
+from tests.support.stack import Stack, start_stack
+
+pytest_plugins = ("tests.support.timeouts",)
 
 _databases = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class Servers:
-    redis_url: str
-    database_url: str
-    valkey: EmbeddedServer | None = None
-    postgres: EmbeddedServer | None = None
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +54,10 @@ async def settings(servers: Servers) -> AsyncIterator[Settings]:
     finally:
         await admin.close()
     client = redis.asyncio.Redis.from_url(servers.redis_url)
-    await client.flushall()
-    await client.aclose()
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
     base, _, _ = servers.database_url.rpartition("/")
     yield Settings(
         redis_url=servers.redis_url,
@@ -94,3 +92,13 @@ async def rds(settings: Settings) -> AsyncIterator[redis.asyncio.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
+    """The project's own Redis client (chatkit/redis/) on this test's empty Redis."""
+    client = RedisClient.from_url(settings.redis_url)
+    try:
+        yield client
+    finally:
+        await client.close()

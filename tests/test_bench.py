@@ -11,7 +11,7 @@ from bench.procs import Group
 from bench.relay_driver import RelayDriver
 from bench.run import table
 from bench.systems import consecutive_free_ports
-from tests.conftest import Servers
+from tests.support.servers import Servers
 
 SHAPE = Shape(users=10, messages=10, window=5)
 

@@ -4,7 +4,7 @@ is stopped and started, and pub/sub connections are killed. After each, every me
 got `sent` for is in its dialog table exactly once (as many rows as acknowledgements, each row
 the acknowledged id), seqs run 1..n, every client has every message through its own syncs
 (after reconnects and `resync`), none twice on one connection, live ones in order, and no
-request was answered `internal` unless the fault allows it (tests/chaos_traffic.py)."""
+request was answered `internal` unless the fault allows it (tests/support/chaos_traffic.py)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import pytest
 
 from chatkit import keys
 from chatkit.dialogs import DialogKey
-from tests import layout
-from tests.chaos_traffic import (
+from tests.support import layout
+from tests.support.chaos_traffic import (
     GATEWAYS,
     Traffic,
     chaos_stack,
@@ -32,8 +32,8 @@ from tests.chaos_traffic import (
     until,
     until_ready,
 )
-from tests.messages import message, publish
-from tests.processes import ProcessStack
+from tests.support.processes import ProcessStack
+from tests.support.stream_messages import message, publish
 
 pytestmark = pytest.mark.timeout(150)
 

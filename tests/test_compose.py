@@ -16,7 +16,7 @@ import yaml
 
 from chatkit.settings import Settings, env_name
 from devstack.launcher import GATEWAY, SERVICE_PACKAGES
-from tests.system_programs import require_program
+from tests.support.system_programs import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_CONF = ROOT / "infra" / "nginx.conf"

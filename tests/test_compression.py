@@ -4,8 +4,8 @@ permessage-deflate gets a handshake answer without the extension, and chats unco
 from __future__ import annotations
 
 from chat_client import ChatClient
-from tests.harness import Stack
-from tests.protocol_support import PASSWORD
+from tests.support.stack import Stack
+from tests.support.users import PASSWORD
 
 EXTENSIONS = "Sec-WebSocket-Extensions"
 

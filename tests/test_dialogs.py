@@ -7,16 +7,11 @@ import asyncio
 
 import asyncpg
 
-from tests.harness import Stack
-from tests.protocol_support import (
-    PASSWORD,
-    device,
-    expect_error,
-    new_user,
-    table_of,
-    uid,
-    wait_rows,
-)
+from tests.support.db import wait_rows
+from tests.support.dialogs import id_of, table_of
+from tests.support.protocol import expect_error
+from tests.support.stack import Stack
+from tests.support.users import PASSWORD, device, new_user, uid
 
 
 async def chats_of(db: asyncpg.Connection, user_id: int) -> list[int]:
@@ -30,16 +25,16 @@ async def test_open_dialog_reply_shape_and_second_open_from_either_side(
     alice = await new_user(stack, "alice", gateway=0)
     bob = await new_user(stack, "bob", gateway=1)
     reply = await alice.request({"type": "open_dialog", "username": "bob"})
-    lo, hi = sorted((uid(alice), uid(bob)))
+    expected_id = id_of(uid(alice), uid(bob))
     assert reply == {
         "type": "dialog", "ref": reply["ref"],
-        "dialog": {"id": f"{lo}_{hi}", "peer": {"id": uid(bob), "username": "bob"}, "created": True},
+        "dialog": {"id": expected_id, "peer": {"id": uid(bob), "username": "bob"}, "created": True},
     }
     again = await alice.open_dialog("bob")
-    assert again == {"id": f"{lo}_{hi}", "peer": {"id": uid(bob), "username": "bob"}, "created": False}
+    assert again == {"id": expected_id, "peer": {"id": uid(bob), "username": "bob"}, "created": False}
     # Names are found regardless of case; the peer comes back as spelt at registration.
     other_side = await bob.open_dialog("ALICE")
-    assert other_side == {"id": f"{lo}_{hi}", "peer": {"id": uid(alice), "username": "alice"}, "created": False}
+    assert other_side == {"id": expected_id, "peer": {"id": uid(alice), "username": "alice"}, "created": False}
     assert await chats_of(db, uid(alice)) == [uid(bob)]
     assert await chats_of(db, uid(bob)) == [uid(alice)]
     assert await db.fetchval("SELECT to_regclass($1) IS NOT NULL", f'"{table_of(reply["dialog"]["id"])}"')
@@ -73,13 +68,12 @@ async def test_concurrent_opens_from_both_sides_make_one_dialog(stack: Stack, db
         results = await asyncio.gather(*opens)
         for n, other in enumerate(others):
             from_hub, from_other = results[2 * n], results[2 * n + 1]
-            lo, hi = sorted((uid(hub), uid(other)))
-            assert from_hub["id"] == from_other["id"] == f"{lo}_{hi}"
+            assert from_hub["id"] == from_other["id"] == id_of(uid(hub), uid(other))
             assert from_hub["peer"] == other.user and from_other["peer"] == hub.user
             created = [from_hub["created"], from_other["created"]]
             assert created.count(True) == (1 if round_ == 0 else 0), (other.user, created)
             assert await chats_of(db, uid(other)) == [uid(hub)]
-            count = await db.fetchval("SELECT count(*) FROM pg_class WHERE relname = $1", f"chat_{lo}_{hi}")
+            count = await db.fetchval("SELECT count(*) FROM pg_class WHERE relname = $1", table_of(from_hub["id"]))
             assert count == 1
     hub_chats = await chats_of(db, uid(hub))
     assert sorted(hub_chats) == sorted(uid(other) for other in others)
@@ -115,9 +109,9 @@ async def test_rename_keeps_dialogs_and_history(stack: Stack, db: asyncpg.Connec
     before = [await alice.send(dialog["id"], "hello"), await bob.send(dialog["id"], "hi alice")]
     assert before[0]["sender"] == {"id": uid(alice), "username": "alice"}
     # Once stored, messages are read with their sender's current name.
-    await wait_rows(db, table_of(dialog["id"]), 2)
-    while phone.pending_pushes():
-        await phone.next_push()
+    await wait_rows(db, dialog["id"], 2)
+    # Alice's other device got both messages pushed (her own and bob's), and nothing else.
+    assert [(await phone.next_push())["message"] for _ in before] == before
 
     renamed = await alice.call({"type": "rename", "username": "alicia"})
     assert renamed["user"] == {"id": uid(alice), "username": "alicia"}

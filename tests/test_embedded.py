@@ -108,6 +108,7 @@ def test_valkey_on_busy_port_raises_with_log_tail(tmp_path: Path) -> None:
     assert str(tmp_path / "valkey.log") in str(raised.value)
 
 
+@pytest.mark.slow
 def test_postgres_query_restart_keeps_data(tmp_path: Path, started: list[EmbeddedServer]) -> None:
     data = tmp_path / "postgres"
     first = start_postgres(data, log_file=tmp_path / "postgres.log")
@@ -126,6 +127,7 @@ def test_postgres_query_restart_keeps_data(tmp_path: Path, started: list[Embedde
     assert _psql(second, "select v from kept") == "before restart"
 
 
+@pytest.mark.slow
 def test_postgres_kill_then_restart_recovers(tmp_path: Path, started: list[EmbeddedServer]) -> None:
     data = tmp_path / "postgres"
     first = start_postgres(data, log_file=tmp_path / "postgres.log")

@@ -1,6 +1,6 @@
 """docs/PROTOCOL.md's field rules at their edges, through real gateways: the longest value the
 doc allows is accepted and one character more is refused with `invalid` and a message naming
-the field. The bounds are read from the doc (tests/protocol_doc.py), not from chatkit/wire.py."""
+the field. The bounds are read from the doc (tests/support/protocol_doc.py), not from chatkit/wire.py."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from chatkit.settings import Settings
-from tests.harness import Stack, start_stack
-from tests.protocol_doc import bounds
-from tests.protocol_support import PASSWORD, assert_alive, cmid, expect_error, new_user
+from tests.support.protocol import assert_alive, cmid, expect_error
+from tests.support.protocol_doc import bounds
+from tests.support.stack import Stack, start_stack
+from tests.support.users import PASSWORD, new_user
 
 LIMITS = bounds()
 # A CHAT_MAX_TEXT_LENGTH above the default, so that a server keeping the default (or the

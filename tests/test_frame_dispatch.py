@@ -17,8 +17,8 @@ from chatkit import keys, wire
 from chatkit.dispatch import FrameTable, Route
 from chatkit.envelopes import ENTRY_FIELD, ConnReply, Request
 from chatkit.errors import RequestError
-from tests import layout
-from tests.harness import Stack
+from tests.support import layout
+from tests.support.stack import Stack
 
 _encode = msgspec.json.Encoder().encode
 

@@ -14,7 +14,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.harness import Stack
+from tests.support.stack import Stack
 
 
 def _http_base(stack: Stack) -> str:

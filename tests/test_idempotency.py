@@ -12,9 +12,10 @@ import redis.asyncio
 from chat_client import ChatClient
 from chat_client.client import Frame
 from chatkit.settings import Settings
-from tests import layout
-from tests.harness import Stack, start_stack
-from tests.protocol_support import new_user, poll, uid
+from tests.support import layout
+from tests.support.polling import wait_for_value
+from tests.support.stack import Stack, start_stack
+from tests.support.users import new_user, uid
 
 TTL_SECONDS = 1
 
@@ -75,7 +76,7 @@ async def test_a_resend_after_the_record_expired_is_a_new_message(
     ttl_ms = await rds.pttl(record)
     assert ttl_ms == -2 or 0 < ttl_ms <= TTL_SECONDS * 1000, f"expected expiry within {TTL_SECONDS} s, pttl {ttl_ms}"
     # ...and once it is gone, the same client_msg_id makes a new message, heard again.
-    await poll(lambda: rds.exists(record), lambda n: n == 0, f"{record} to expire")
+    await wait_for_value(lambda: rds.exists(record), lambda n: n == 0, f"{record} to expire")
     second = await send(alice, dialog_id, "once", "retry-me")
     assert second["seq"] == 2 and second["id"] != first["id"]
     assert await bob.next_push() == {"type": "message", "message": second}

@@ -13,9 +13,10 @@ from chat_client import ChatClient
 from chat_client.client import Frame
 from chatkit.settings import Settings
 from storage_worker.service import serve as serve_storage
-from tests import layout
-from tests.harness import Stack
-from tests.protocol_support import device, new_user, poll, uid
+from tests.support import layout
+from tests.support.polling import wait_for_value
+from tests.support.stack import Stack
+from tests.support.users import device, new_user, uid
 
 
 async def send(client: ChatClient, dialog_id: str, text: str, client_msg_id: str) -> Frame:
@@ -50,7 +51,7 @@ async def test_a_resend_gets_the_same_message_pending_and_stored(stack: Stack, r
 
     # Stored, and gone from the pending set: chat_service answers from the table.
     stack.start_service("storage_worker", serve_storage)
-    await poll(lambda: rds.zcard(layout.pending(dialog_id)), lambda n: n == 0, "the message to be stored")
+    await wait_for_value(lambda: rds.zcard(layout.pending(dialog_id)), lambda n: n == 0, "the message to be stored")
     assert await send(alice, dialog_id, "whatever", "retry-me") == first
     # On another connection of the sender too, through the other gateway.
     again = await device(stack, "alice", gateway=1)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from loadtest.k6bin import SCRIPT, k6_path
-from tests.harness import Stack
+from tests.support.stack import Stack
 
 #: k6's exit code when a threshold failed.
 THRESHOLDS_FAILED = 99

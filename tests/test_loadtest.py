@@ -23,7 +23,7 @@ from loadtest.report import write_results
 from loadtest.runner import LoadConfig, run_load
 from loadtest.stats import RELATIVE_ERROR, Histogram, RunStats
 from loadtest.urls import RemoteURLError, is_loopback, require_loopback
-from tests.harness import Stack
+from tests.support.stack import Stack
 
 SUMMARY_KEYS = {
     "elapsed_s", "sent", "acked", "delivered", "lost", "duplicated", "misrouted", "unexpected", "errors",
@@ -35,6 +35,7 @@ LATENCY_KEYS = {"count", "mean", "min", "p50", "p90", "p99", "p99.9", "max"}
 # --- against the real stack -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_window_run_through_two_gateways_delivers_everything_once(stack: Stack, tmp_path: Path) -> None:
     config = LoadConfig(urls=tuple(stack.gateway_urls), users=10, window=3, messages=20, timeout=50, drain=10)
     result = await run_load(ChatDriver("window"), config)
@@ -63,6 +64,7 @@ async def test_window_run_through_two_gateways_delivers_everything_once(stack: S
     assert "<script" not in page and "src=" not in page and not re.search(r'href="[^#]', page)
 
 
+@pytest.mark.slow
 async def test_rate_run_reuses_users_and_delivers_everything_once(stack: Stack) -> None:
     config = LoadConfig(urls=tuple(stack.gateway_urls), users=4, window=2, rate=400, messages=10, timeout=50)
     first = await run_load(ChatDriver("rate"), config)
@@ -74,6 +76,7 @@ async def test_rate_run_reuses_users_and_delivers_everything_once(stack: Stack) 
     assert second.to_json()["config"]["mode"] == "rate"
 
 
+@pytest.mark.slow
 async def test_connections_only_reports_memory_per_connection(stack: Stack) -> None:
     measurements = await run_connections(
         stack.gateway_urls, 50, [os.getpid()], modes=["bare", "deflate"], run="conns", hold=0.2
@@ -82,8 +85,12 @@ async def test_connections_only_reports_memory_per_connection(stack: Stack) -> N
     for m in measurements:
         assert (m.opened, m.failed) == (50, 0)
         assert m.rss_before > 0 and m.rss_after > 0
-        per = m.to_json()["per_connection_bytes"]
-        assert isinstance(per, int)
+        # The report's figures are the measured growth of the named processes per connection.
+        report = m.to_json()
+        growth = (m.rss_after - m.rss_before) / m.opened
+        assert (report["rss_before_bytes"], report["rss_after_bytes"]) == (m.rss_before, m.rss_after)
+        assert report["per_connection_bytes"] == round(growth), report
+        assert report["per_connection_kib"] == round(growth / 1024, 2), report
 
 
 # --- bookkeeping on a fake system -----------------------------------------------------------------

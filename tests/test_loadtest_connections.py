@@ -20,7 +20,7 @@ from chatkit.settings import Settings, env_name
 from devstack.embedded import free_port
 from devstack.launcher import healthz_ok, stop_process_groups
 from loadtest import cli
-from tests.harness import Stack
+from tests.support.stack import Stack
 
 
 @pytest.fixture

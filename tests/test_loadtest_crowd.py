@@ -14,7 +14,7 @@ from rich.console import Console
 from devstack.embedded import free_port
 from loadtest import cli
 from loadtest.crowd import CrowdConfig
-from tests.harness import Stack
+from tests.support.stack import Stack
 
 
 def read_result(out: Path) -> tuple[dict[str, Any], str]:

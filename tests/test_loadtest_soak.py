@@ -20,7 +20,7 @@ from loadtest.driver import OnMessage, partner_of
 from loadtest.runner import LoadConfig, default_timeout, run_load
 from loadtest.servers import Sampler, given_processes
 from loadtest.trend import RSS_LIMIT_BYTES_PER_H, Limits, judge, theil_sen
-from tests.harness import Stack
+from tests.support.stack import Stack
 
 MIB = 2**20
 

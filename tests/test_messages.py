@@ -16,20 +16,11 @@ from chat_client.client import Frame
 from chatkit import keys
 from chatkit.settings import Settings
 from storage_worker.service import serve as serve_storage
-from tests import layout
-from tests.harness import Stack, start_stack
-from tests.protocol_support import (
-    assert_message,
-    assert_row_is,
-    cmid,
-    device,
-    expect_error,
-    new_user,
-    rows,
-    table_of,
-    uid,
-    wait_rows,
-)
+from tests.support import dialogs, layout
+from tests.support.db import assert_row_is, rows, wait_rows
+from tests.support.protocol import assert_message, cmid, expect_error
+from tests.support.stack import Stack, start_stack
+from tests.support.users import device, new_user, uid
 
 
 @pytest.fixture
@@ -40,6 +31,24 @@ async def two_replicas(settings: Settings) -> AsyncIterator[Stack]:
         yield running
     finally:
         await running.stop()
+
+
+async def server_ms(rds: redis.asyncio.Redis) -> int:
+    seconds, micros = await rds.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def last_reads_ms(rds: redis.asyncio.Redis, stream: str) -> dict[str, int]:
+    """When each chat_service replica last read requests off ``stream``, in the server's
+    milliseconds (XINFO CONSUMERS' ``inactive``, -1 for never; read with TIME atomically)."""
+    async with rds.pipeline(transaction=True) as pipe:
+        pipe.time()
+        pipe.xinfo_consumers(stream, keys.CHAT_GROUP)
+        (seconds, micros), consumers = await pipe.execute()
+    now = int(seconds) * 1000 + int(micros) // 1000
+    return {
+        c["name"].decode(): -1 if c["inactive"] < 0 else now - int(c["inactive"]) for c in consumers
+    }
 
 
 async def pair(stack: Stack) -> tuple[ChatClient, ChatClient, str]:
@@ -80,7 +89,7 @@ async def test_send_reply_fan_out_and_stored_row(stack: Stack, db: asyncpg.Conne
         assert await other.next_push() == {"type": "message", "message": third}
     assert third["sender"] == alice.user
 
-    stored = await wait_rows(db, table_of(dialog_id), 3)
+    stored = await wait_rows(db, dialog_id, 3)
     assert len(stored) == 3
     for row, message in zip(stored, (first, second, third), strict=True):
         assert_row_is(row, message)
@@ -106,13 +115,13 @@ async def test_resend_with_the_same_client_msg_id_is_the_same_message(stack: Sta
     assert await bob.next_push() == {"type": "message", "message": later}
     assert await alice_phone.next_push() == {"type": "message", "message": later}
 
-    stored = await wait_rows(db, table_of(dialog_id), 2)
+    stored = await wait_rows(db, dialog_id, 2)
     assert [r["seq"] for r in stored] == [1, 2]
     assert_row_is(stored[0], first)
     # Once stored, a retry still answers the same message and adds nothing.
     assert (await alice.call(frame))["message"] == first
     assert [m["id"] for m in await bob.history(dialog_id)] == [first["id"], later["id"]]
-    assert len(await rows(db, table_of(dialog_id))) == 2
+    assert len(await rows(db, dialog_id)) == 2
 
 
 async def test_send_text_bounds(stack: Stack) -> None:
@@ -146,9 +155,8 @@ async def test_send_errors(stack: Stack) -> None:
     send = {"type": "send", "text": "hi", "client_msg_id": "c"}
     # Someone else's dialog, and a dialog with a user one never opened.
     await expect_error(alice, {**send, "dialog_id": bob_carol}, "not_member")
-    lo, hi = sorted((uid(alice), uid(carol)))
-    await expect_error(alice, {**send, "dialog_id": f"{lo}_{hi}"}, "not_member")
-    for bad in ("abc", "1_1", f"{hi}_{lo}", "", "x" * 65):
+    await expect_error(alice, {**send, "dialog_id": dialogs.id_of(uid(alice), uid(carol))}, "not_member")
+    for bad in ("abc", dialogs.id_of(1, 1), dialogs.misordered_id_of(uid(alice), uid(carol)), "", "x" * 65):
         reply = await expect_error(alice, {**send, "dialog_id": bad}, "invalid")
         assert "dialog_id" in reply["message"]
     for field in ("dialog_id", "text", "client_msg_id"):
@@ -168,6 +176,7 @@ async def test_send_errors(stack: Stack) -> None:
 # --- history -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_history_pages_back_oldest_first(stack: Stack) -> None:
     alice, bob, dialog_id = await pair(stack)
     sent = [await (alice if n % 2 else bob).send(dialog_id, f"m{n + 1}") for n in range(120)]
@@ -205,8 +214,7 @@ async def test_history_errors(stack: Stack) -> None:
     carol = await new_user(stack, "carol", gateway=0)
     bob_carol = (await bob.open_dialog("carol"))["id"]
     await expect_error(alice, {"type": "history", "dialog_id": bob_carol}, "not_member")
-    lo, hi = sorted((uid(alice), uid(carol)))
-    await expect_error(alice, {"type": "history", "dialog_id": f"{lo}_{hi}"}, "not_member")
+    await expect_error(alice, {"type": "history", "dialog_id": dialogs.id_of(uid(alice), uid(carol))}, "not_member")
     for frame, field in (
         ({"dialog_id": "nonsense"}, "dialog_id"),
         ({}, "dialog_id"),
@@ -221,9 +229,8 @@ async def test_history_errors(stack: Stack) -> None:
 
 async def test_history_includes_messages_not_yet_stored(stack: Stack, db: asyncpg.Connection) -> None:
     alice, bob, dialog_id = await pair(stack)
-    table = table_of(dialog_id)
     early = [await alice.send(dialog_id, f"stored {n}") for n in range(3)]
-    await wait_rows(db, table, 3)
+    await wait_rows(db, dialog_id, 3)
 
     await stack.stop_service("storage_worker")
     late = [await (bob if n % 2 else alice).send(dialog_id, f"pending {n}") for n in range(5)]
@@ -233,10 +240,10 @@ async def test_history_includes_messages_not_yet_stored(stack: Stack, db: asyncp
     # A page straddling the stored and the pending messages.
     assert await alice.history(dialog_id, before_seq=6, limit=4) == early[1:] + late[:2]
     # With no worker, nothing new reached the table.
-    assert [r["seq"] for r in await rows(db, table)] == [1, 2, 3]
+    assert [r["seq"] for r in await rows(db, dialog_id)] == [1, 2, 3]
 
     stack.start_service("storage_worker", serve_storage)
-    stored = await wait_rows(db, table, 8)
+    stored = await wait_rows(db, dialog_id, 8)
     assert len(stored) == 8
     for row, message in zip(stored, early + late, strict=True):
         assert_row_is(row, message)
@@ -246,6 +253,7 @@ async def test_history_includes_messages_not_yet_stored(stack: Stack, db: asyncp
 # --- two chat_service replicas ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_concurrent_sends_to_two_replicas_number_without_gaps(
     two_replicas: Stack, db: asyncpg.Connection, rds: redis.asyncio.Redis,
 ) -> None:
@@ -255,14 +263,18 @@ async def test_concurrent_sends_to_two_replicas_number_without_gaps(
     per_client = 50
     total = per_client * len(clients)
 
+    sends_began = await server_ms(rds)
     replies = await asyncio.gather(*[
         client.send(dialog_id, f"{n} from {i}", client_msg_id=f"{i}-{n}")
         for n in range(per_client) for i, client in enumerate(clients)
     ])
     assert sorted(m["seq"] for m in replies) == list(range(1, total + 1))
     assert len({m["id"] for m in replies}) == total
-    consumers = await rds.xinfo_consumers(keys.chat_requests(layout.tag(dialog_id)), keys.CHAT_GROUP)
-    assert len(consumers) == 2
+    # Both replicas took part: each read requests off the stream after the sends began (the
+    # sends are the only chat requests since then).
+    last_reads = await last_reads_ms(rds, keys.chat_requests(layout.tag(dialog_id)))
+    assert len(last_reads) == 2, last_reads
+    assert all(at > sends_began for at in last_reads.values()), (sends_began, last_reads)
 
     # Every connection gets every message it did not send itself, in seq order.
     for i, client in enumerate(clients):
@@ -280,7 +292,7 @@ async def test_concurrent_sends_to_two_replicas_number_without_gaps(
         before = page[0]["seq"]
     assert history == by_seq
 
-    stored = await wait_rows(db, table_of(dialog_id), total)
+    stored = await wait_rows(db, dialog_id, total)
     assert [r["seq"] for r in stored] == list(range(1, total + 1))
     for row, message in zip(stored, by_seq, strict=True):
         assert_row_is(row, message)

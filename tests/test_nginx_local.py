@@ -17,7 +17,7 @@ from chat_client import ChatClient
 from chatkit.settings import env_name
 from devstack import nginx
 from devstack.embedded import free_port, port_is_free
-from tests.system_programs import require_program
+from tests.support.system_programs import require_program
 
 PASSWORD = "correct horse battery"
 

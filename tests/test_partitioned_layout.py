@@ -15,9 +15,10 @@ from chatkit.settings import Settings
 from chatkit.streams import StreamConsumer, ensure_groups
 from chatkit.wire import UserRef
 from gateway.protocol import Forward, route
-from tests import layout
-from tests.harness import Stack
-from tests.protocol_support import new_user, poll
+from tests.support import layout
+from tests.support.polling import wait_for_value
+from tests.support.stack import Stack
+from tests.support.users import new_user
 
 
 def test_every_key_of_a_send_shares_the_dialogs_slot() -> None:
@@ -73,9 +74,9 @@ async def test_every_partition_has_its_group_and_a_send_lands_in_its_partition(
         return found
 
     expected = len(layout.TAGS) * 3
-    await poll(groups, lambda found: len(found) == expected, f"a group on each of {expected} streams")
+    await wait_for_value(groups, lambda found: len(found) == expected, f"a group on each of {expected} streams")
     sent = await alice.send(dialog_id, "hello")
-    await poll(lambda: rds.zcard(layout.pending(dialog_id)), lambda n: n == 0, "the message to be stored")
+    await wait_for_value(lambda: rds.zcard(layout.pending(dialog_id)), lambda n: n == 0, "the message to be stored")
     entries: list[tuple[bytes, dict[bytes, bytes]]] = await rds.xrange(layout.messages(dialog_id))  # type: ignore[assignment]
     assert [fields[b"e"].count(sent["id"].encode()) for _, fields in entries] == [1]
     others = [name for name in layout.MESSAGES if name != layout.messages(dialog_id)]

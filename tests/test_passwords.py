@@ -9,8 +9,7 @@ import argon2
 import pytest
 
 from auth_service.passwords import Passwords, make_hasher
-
-PASSWORD = "correct horse battery"
+from tests.support.users import PASSWORD
 
 
 async def test_hash_is_argon2id_at_the_owasp_minimum() -> None:

@@ -4,29 +4,28 @@ Dialogs are in test_dialogs, messages and history in test_messages."""
 
 from __future__ import annotations
 
+import time
+
+import jwt
 import pytest
 
+from auth_service.tokens import Tokens
 from chat_client.client import Frame
 from chatkit.wire import ANONYMOUS_FRAME_TYPES, CLIENT_FRAME_TYPES
-from tests.harness import Stack
-from tests.protocol_support import (
-    PASSWORD,
-    assert_alive,
-    device,
-    expect_error,
-    expect_push_error,
-    new_user,
-    uid,
-)
+from tests.support.dialogs import id_of
+from tests.support.protocol import assert_alive, expect_error, expect_push_error
+from tests.support.stack import Stack
+from tests.support.users import PASSWORD, device, new_user, uid
 
 # A valid frame of each type that needs a logged-in connection.
+SOME_DIALOG = id_of(1, 2)
 AUTHENTICATED_FRAMES: dict[str, Frame] = {
     "rename": {"type": "rename", "username": "someone"},
     "open_dialog": {"type": "open_dialog", "username": "someone"},
     "dialogs": {"type": "dialogs"},
-    "send": {"type": "send", "dialog_id": "1_2", "text": "hi", "client_msg_id": "c1"},
-    "history": {"type": "history", "dialog_id": "1_2"},
-    "sync": {"type": "sync", "dialogs": {"1_2": 0}},
+    "send": {"type": "send", "dialog_id": SOME_DIALOG, "text": "hi", "client_msg_id": "c1"},
+    "history": {"type": "history", "dialog_id": SOME_DIALOG},
+    "sync": {"type": "sync", "dialogs": {SOME_DIALOG: 0}},
 }
 
 
@@ -187,6 +186,24 @@ async def test_token_from_login_works_with_auth_on_another_gateway(stack: Stack)
     await assert_alive(other)
 
 
+async def test_auth_replies_with_a_fresh_token(stack: Stack) -> None:
+    alice = await new_user(stack, "alice", gateway=0)
+    # A token issued an hour ago, still valid: the reply to `auth` must not just echo it.
+    settings = stack.settings
+    old = Tokens(settings.secret, settings.token_ttl_seconds, clock=lambda: time.time() - 3600).issue(uid(alice))
+    client = await stack.client(1)
+    asked_at = int(time.time())
+    reply = await client.call({"type": "auth", "token": old})
+    fresh = reply["token"]
+    assert isinstance(fresh, str) and fresh != old
+    claims = jwt.decode(fresh, options={"verify_signature": False})
+    assert claims["sub"] == str(uid(alice))
+    assert claims["iat"] >= asked_at, claims
+    # And it works, on another connection.
+    again = await stack.client(0)
+    assert (await again.auth(fresh))["user"] == {"id": uid(alice), "username": "alice"}
+
+
 async def test_auth_bad_token(stack: Stack) -> None:
     alice = await new_user(stack, "alice", gateway=0)
     assert alice.token is not None
@@ -229,5 +246,8 @@ async def test_rename_reaches_the_users_other_devices(stack: Stack) -> None:
     phone = await device(stack, "alice", gateway=1)
     await alice.call({"type": "rename", "username": "alicia"})
     assert await phone.next_push() == {"type": "renamed", "user": {"id": uid(alice), "username": "alicia"}}
-    assert alice.pending_pushes() == 0
+    # The renaming connection got its reply, not the push: the first push it sees is the one
+    # for a rename from the phone, made after (a user's pushes come in order).
+    await phone.call({"type": "rename", "username": "alicia2"})
+    assert await alice.next_push() == {"type": "renamed", "user": {"id": uid(alice), "username": "alicia2"}}
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from devstack.embedded import start_valkey
-from tests import layout
-from tests.chaos_traffic import Traffic, chaos_stack, redis_client, until_ready
-from tests.processes import ProcessStack
+from tests.support import layout
+from tests.support.chaos_traffic import Traffic, chaos_stack, redis_client, until_ready
+from tests.support.processes import ProcessStack
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -3,54 +3,42 @@ command or sit inside EXEC's reply."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from chatkit.redis import REDIS_DOWN, RedisClient, resp
 from chatkit.redis import errors as e
-from chatkit.settings import Settings
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[RedisClient]:
-    redis = RedisClient.from_url(settings.redis_url)
-    try:
-        yield redis
-    finally:
-        await redis.close()
-
-
-async def test_real_replies_map_to_their_classes(client: RedisClient) -> None:
-    await client.call("SET", "a-string", "x")
+async def test_real_replies_map_to_their_classes(redis_client: RedisClient) -> None:
+    await redis_client.call("SET", "a-string", "x")
     with pytest.raises(e.WrongType) as wrong:
-        await client.call("LPUSH", "a-string", "y")
+        await redis_client.call("LPUSH", "a-string", "y")
     assert wrong.value.code == "WRONGTYPE" and "WRONGTYPE" in str(wrong.value)
     with pytest.raises(e.NoScript):
-        await client.call("EVALSHA", "0" * 40, 0)
+        await redis_client.call("EVALSHA", "0" * 40, 0)
     with pytest.raises(e.NoGroup):
-        await client.call("XREADGROUP", "GROUP", "nobody", "c", "STREAMS", "no-stream", ">")
-    await client.call("XGROUP", "CREATE", "s", "g", "0", "MKSTREAM")
+        await redis_client.call("XREADGROUP", "GROUP", "nobody", "c", "STREAMS", "no-stream", ">")
+    await redis_client.call("XGROUP", "CREATE", "s", "g", "0", "MKSTREAM")
     with pytest.raises(e.BusyGroup):
-        await client.call("XGROUP", "CREATE", "s", "g", "0", "MKSTREAM")
+        await redis_client.call("XGROUP", "CREATE", "s", "g", "0", "MKSTREAM")
     with pytest.raises(e.ReplyError) as unknown:
-        await client.call("NO-SUCH-COMMAND")
+        await redis_client.call("NO-SUCH-COMMAND")
     assert type(unknown.value) is e.ReplyError and unknown.value.code == "ERR"
 
 
-async def test_a_refused_command_inside_a_transaction(client: RedisClient) -> None:
-    await client.call("SET", "a-string", "x")
+async def test_a_refused_command_inside_a_transaction(redis_client: RedisClient) -> None:
+    await redis_client.call("SET", "a-string", "x")
     # Runs, fails while executing: an error value among EXEC's replies, the others ran.
-    replies = await client.transaction(("INCR", "n"), ("LPUSH", "a-string", "y"), ("INCR", "n"))
+    replies = await redis_client.transaction(("INCR", "n"), ("LPUSH", "a-string", "y"), ("INCR", "n"))
     assert replies[0] == 1 and replies[2] == 2
     assert isinstance(replies[1], e.WrongType)
     assert e.first_error(replies) is replies[1]
     # Refused while queueing (wrong arity): the server discards the whole transaction, and the
     # command's own refusal is what is raised, not EXECABORT's "previous errors".
     with pytest.raises(e.ReplyError) as refused:
-        await client.transaction(("INCR", "n"), ("GET",))
+        await redis_client.transaction(("INCR", "n"), ("GET",))
     assert "wrong number of arguments" in str(refused.value).lower()
-    assert await client.call("GET", "n") == b"2"
+    assert await redis_client.call("GET", "n") == b"2"
 
 
 def test_the_class_follows_the_first_word() -> None:

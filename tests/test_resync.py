@@ -8,8 +8,8 @@ from __future__ import annotations
 import redis.asyncio
 
 from chat_client import ChatClient
-from tests.harness import Stack
-from tests.protocol_support import device, new_user
+from tests.support.stack import Stack
+from tests.support.users import device, new_user
 
 
 async def expect_resync(client: ChatClient) -> None:

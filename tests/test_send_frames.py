@@ -26,8 +26,8 @@ from chatkit.dialogs import DialogKey
 from chatkit.envelopes import ENTRY_FIELD, ConnReply, UserEvent
 from chatkit.template import cut, placeholder
 from chatkit.wire import Message, MessageEvent, Send, Sent, UserRef, frame_tag, wire_time
-from tests import layout
-from tests.harness import Stack
+from tests.support import layout
+from tests.support.stack import Stack
 
 _encode = msgspec.json.Encoder().encode
 

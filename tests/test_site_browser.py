@@ -14,8 +14,8 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from chat_client import ChatClient
-from tests.processes import ProcessStack
-from tests.site_browser import ARTIFACTS, LAPTOP, PASSWORD, PHONE, ChatPage, chromium, wait_until
+from tests.support.processes import ProcessStack
+from tests.support.site_browser import ARTIFACTS, LAPTOP, PASSWORD, PHONE, ChatPage, chromium, wait_until
 
 pytestmark = pytest.mark.timeout(420)
 

@@ -20,8 +20,8 @@ import yaml
 from chatkit.settings import DEFAULT_SITE_DIR, Settings
 from devstack.embedded import free_port
 from devstack.launcher import site_line
-from tests.harness import Stack
-from tests.system_programs import require_program
+from tests.support.stack import Stack
+from tests.support.system_programs import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "infra" / "site"

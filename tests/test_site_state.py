@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Page
 
-from tests.site_browser import chromium
+from tests.support.site_browser import chromium
 from tests.test_site_serving import SITE
 
 # One browser for the module: starting chromium is most of what these tests cost.

@@ -23,12 +23,12 @@ from chatkit.dialogs import DialogKey
 from chatkit.settings import Settings
 from storage_worker import service as storage_service
 from storage_worker.service import serve
-from tests import layout
-from tests.broker import running as running_service
-from tests.messages import encode, message, publish, publish_raw
-from tests.tcp_proxy import TcpProxy
-
-DEADLINE_SECONDS = 30.0
+from tests.support import layout
+from tests.support.db import rows
+from tests.support.polling import wait_until
+from tests.support.stack import running as running_service
+from tests.support.stream_messages import encode, message, publish, publish_raw
+from tests.support.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
@@ -58,19 +58,6 @@ def running(
     return running_service(serve, settings.with_overrides(instance=instance), name=instance)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *workers: asyncio.Task[None], what: str) -> None:
-    """Poll until ``check`` holds; fail after a generous deadline or as soon as a worker died."""
-    deadline = asyncio.get_running_loop().time() + DEADLINE_SECONDS
-    while not await check():
-        for worker in workers:
-            if worker.done():
-                worker.result()
-                pytest.fail(f"worker {worker.get_name()} stopped while waiting for: {what}")
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"not within {DEADLINE_SECONDS}s: {what}")
-        await asyncio.sleep(0.05)
-
-
 def drained(rds: redis.asyncio.Redis) -> Callable[[], Awaitable[bool]]:
     """Every entry on the stream has been read by the storage group and acknowledged."""
 
@@ -96,10 +83,6 @@ async def dialog(db: asyncpg.Connection, a: int, b: int) -> DialogKey:
     key = DialogKey.of(a, b)
     await db.execute(dialog_table_ddl(key))
     return key
-
-
-async def rows(db: asyncpg.Connection, key: DialogKey) -> list[asyncpg.Record]:
-    return await db.fetch(f"SELECT seq, id, sent_at, sender_id, text FROM {key.table} ORDER BY seq")
 
 
 async def dead_letters(rds: redis.asyncio.Redis) -> list[dict[bytes, bytes]]:
@@ -129,9 +112,9 @@ async def test_stores_each_message_with_its_columns(
         await publish(rds, msg)
 
     async with running(settings) as worker:
-        await eventually(drained(rds), worker, what="the stream is drained")
+        await wait_until(drained(rds), tasks=[worker], what="the stream is drained")
 
-    stored = await rows(db, key)
+    stored = await rows(db, key.id)
     assert [(r["seq"], r["id"], r["sender_id"], r["text"]) for r in stored] == [
         (m.seq, uuid.UUID(m.id), m.sender.id, m.text) for m in sent
     ]
@@ -154,9 +137,9 @@ async def test_stored_messages_leave_the_pending_set_and_only_they(
     assert await rds.zcard(layout.pending(key.id)) == 4
 
     async with running(settings) as worker:
-        await eventually(drained(rds), worker, what="the stream is drained")
+        await wait_until(drained(rds), tasks=[worker], what="the stream is drained")
 
-    assert [r["seq"] for r in await rows(db, key)] == [1, 2, 3]
+    assert [r["seq"] for r in await rows(db, key.id)] == [1, 2, 3]
     assert await rds.zrange(layout.pending(key.id), 0, -1) == [not_yet]
 
 
@@ -170,12 +153,12 @@ async def test_the_same_message_twice_is_stored_once(
     await publish(rds, msg)
     await publish(rds, msg)
     async with running(settings) as worker:
-        await eventually(drained(rds), worker, what="the first two copies are stored")
+        await wait_until(drained(rds), tasks=[worker], what="the first two copies are stored")
         # ...and once more after it is in the table.
         await publish(rds, msg)
-        await eventually(drained(rds), worker, what="the third copy is handled")
+        await wait_until(drained(rds), tasks=[worker], what="the third copy is handled")
 
-    stored = await rows(db, key)
+    stored = await rows(db, key.id)
     assert [(r["seq"], r["id"]) for r in stored] == [(1, uuid.UUID(msg.id))]
     assert await rds.zcard(layout.pending(key.id)) == 0
     await assert_all_acknowledged(rds)
@@ -203,10 +186,10 @@ async def test_a_redelivered_batch_stores_its_new_rows_beside_the_stored_ones(
             await publish(rds, sent[key][seq])
 
     async with running(settings) as worker:
-        await eventually(drained(rds), worker, what="the stream is drained")
+        await wait_until(drained(rds), tasks=[worker], what="the stream is drained")
 
     for key in dialogs:
-        stored = await rows(db, key)
+        stored = await rows(db, key.id)
         assert [(r["seq"], str(r["id"])) for r in stored] == [(m.seq, m.id) for m in sent[key]]
         assert await rds.zcard(layout.pending(key.id)) == 0
     await assert_all_acknowledged(rds)
@@ -230,10 +213,10 @@ async def test_one_batch_across_several_dialogs(
             await publish(rds, msg)
 
     async with running(settings) as worker:
-        await eventually(drained(rds), worker, what="the stream is drained")
+        await wait_until(drained(rds), tasks=[worker], what="the stream is drained")
 
     for key in dialogs:
-        stored = await rows(db, key)
+        stored = await rows(db, key.id)
         assert [r["seq"] for r in stored] == list(range(1, 51))
         assert [str(r["id"]) for r in stored] == sent[key]
         assert [r["sender_id"] for r in stored] == [key.lo if s % 2 else key.hi for s in range(1, 51)]
@@ -257,10 +240,10 @@ async def test_a_dialog_without_a_table_is_dead_lettered_and_the_others_stored(
         return len(await dead_letters(rds)) == 2
 
     async with running(fast) as worker:
-        await eventually(two_dead, worker, what="both messages of the tableless dialog are dead-lettered")
-        await eventually(drained(rds), worker, what="the stream is drained")
+        await wait_until(two_dead, tasks=[worker], what="both messages of the tableless dialog are dead-lettered")
+        await wait_until(drained(rds), tasks=[worker], what="the stream is drained")
 
-    assert [r["seq"] for r in await rows(db, good)] == [1, 2, 3]
+    assert [r["seq"] for r in await rows(db, good.id)] == [1, 2, 3]
     dead = await dead_letters(rds)
     assert sorted(d[b"e"] for d in dead) == sorted(encode(m) for m in lost)
     for entry in dead:
@@ -288,10 +271,10 @@ async def test_a_message_of_an_unknown_sender_is_dead_lettered_and_its_dialog_st
         return len(await dead_letters(rds)) == 1
 
     async with running(fast) as worker:
-        await eventually(one_dead, worker, what="the ghost's message is dead-lettered")
-        await eventually(drained(rds), worker, what="the stream is drained")
+        await wait_until(one_dead, tasks=[worker], what="the ghost's message is dead-lettered")
+        await wait_until(drained(rds), tasks=[worker], what="the stream is drained")
 
-    assert [r["seq"] for r in await rows(db, key)] == [1, 3]
+    assert [r["seq"] for r in await rows(db, key.id)] == [1, 3]
     [dead] = await dead_letters(rds)
     assert dead[b"e"] == encode(ghost)
     assert b"ForeignKeyViolationError" in dead[b"reason"]
@@ -316,15 +299,16 @@ async def test_undecodable_entries_are_dead_lettered_at_once(
     await publish(rds, good)
 
     async with running(settings) as worker:
-        await eventually(drained(rds), worker, what="the stream is drained")
+        await wait_until(drained(rds), tasks=[worker], what="the stream is drained")
 
-    assert [r["seq"] for r in await rows(db, key)] == [1]
+    assert [r["seq"] for r in await rows(db, key.id)] == [1]
     dead = await dead_letters(rds)
     assert [d[b"e"] for d in dead] == raw
     assert all(d[b"reason"].startswith(b"undecodable") and d[b"deliveries"] == b"1" for d in dead)
     await assert_all_acknowledged(rds)
 
 
+@pytest.mark.slow
 async def test_two_workers_store_every_message_exactly_once(
     settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
 ) -> None:
@@ -339,10 +323,10 @@ async def test_two_workers_store_every_message_exactly_once(
                 msg = message(key, seq, key.lo)
                 sent[key].add(uuid.UUID(msg.id))
                 await publish(rds, msg)
-        await eventually(drained(rds), one, two, what="the stream is drained")
+        await wait_until(drained(rds), tasks=[one, two], what="the stream is drained")
 
     for key in dialogs:
-        stored = await rows(db, key)
+        stored = await rows(db, key.id)
         assert [r["seq"] for r in stored] == list(range(1, 101))
         assert {r["id"] for r in stored} == sent[key]
         assert await rds.zcard(layout.pending(key.id)) == 0
@@ -350,6 +334,7 @@ async def test_two_workers_store_every_message_exactly_once(
     assert await dead_letters(rds) == []
 
 
+@pytest.mark.slow
 async def test_stopping_mid_batch_loses_nothing(
     settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
 ) -> None:
@@ -362,20 +347,34 @@ async def test_stopping_mid_batch_loses_nothing(
         for key in dialogs:
             await publish(rds, message(key, seq, key.hi))
 
+    total = 600
+
+    def more_than(before: int) -> Callable[[], Awaitable[int]]:
+        """The rows stored once there are more than ``before`` (or all of them); else 0."""
+
+        async def check() -> int:
+            count = sum([int(await db.fetchval(f"SELECT count(*) FROM {key.table}")) for key in dialogs])
+            return count if count > before or count == total else 0
+
+        return check
+
+    done = 0
     for round_ in range(6):
-        async with running(quick, f"storage-{round_}"):
-            # Not a timing assertion: just stop the worker at varied points of its work.
-            await asyncio.sleep(0.01 * round_)
+        async with running(quick, f"storage-{round_}") as worker:
+            # Stopped as soon as it has stored something more: in the middle of what follows
+            # (its next batch read, written, or being acknowledged), at a different point each time.
+            done = await wait_until(more_than(done), tasks=[worker], what=f"worker {round_} to store more than {done}")
     async with running(quick) as worker:
-        await eventually(drained(rds), worker, what="the stream is drained")
+        await wait_until(drained(rds), tasks=[worker], what="the stream is drained")
 
     for key in dialogs:
-        assert [r["seq"] for r in await rows(db, key)] == list(range(1, 301))
+        assert [r["seq"] for r in await rows(db, key.id)] == list(range(1, 301))
         assert await rds.zcard(layout.pending(key.id)) == 0
     await assert_all_acknowledged(rds)
     assert await dead_letters(rds) == []
 
 
+@pytest.mark.slow
 async def test_acknowledged_entries_are_trimmed_and_pending_ones_kept(
     settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int],
     monkeypatch: pytest.MonkeyPatch,
@@ -404,15 +403,21 @@ async def test_acknowledged_entries_are_trimmed_and_pending_ones_kept(
     assert await rds.xlen(messages) == 600
 
     async with running(settings.with_overrides(claim_idle_ms=600_000)) as worker:
-        await eventually(stored_rows(db, key, 300), worker, what="the messages are stored")
-        await asyncio.sleep(0.5)
+        await wait_until(stored_rows(db, key, 300), tasks=[worker], what="the messages are stored")
+        # Let the trimmer run twice more (each run ends in one XTRIM) while "later" holds back.
+        trims = await xtrim_calls(rds)
+
+        async def trimmed_twice() -> bool:
+            return await xtrim_calls(rds) >= trims + 2
+
+        await wait_until(trimmed_twice, tasks=[worker], what="two more trims")
         assert await rds.xlen(messages) == 600, "trimmed entries the other group has not read"
         await rds.xgroup_destroy(messages, "later")
 
         async def trimmed() -> bool:
             return int(await rds.xlen(messages)) < 600
 
-        await eventually(trimmed, worker, what="acknowledged entries are trimmed")
+        await wait_until(trimmed, tasks=[worker], what="acknowledged entries are trimmed")
 
     # Only whole stream nodes up to the pending entry go (MINID ~): it and all after it stay.
     assert await rds.xrange(messages, stuck, stuck)
@@ -420,6 +425,7 @@ async def test_acknowledged_entries_are_trimmed_and_pending_ones_kept(
     assert (await rds.xpending(messages, keys.STORAGE_GROUP))["pending"] == 1
 
 
+@pytest.mark.slow
 async def test_messages_wait_in_the_stream_through_a_postgres_outage(
     settings: Settings, db: asyncpg.Connection, rds: redis.asyncio.Redis, users: list[int]
 ) -> None:
@@ -439,21 +445,24 @@ async def test_messages_wait_in_the_stream_through_a_postgres_outage(
     try:
         async with running(proxied) as worker:
             await send(range(1, 51))
-            await eventually(drained(rds), worker, what="the first messages are stored")
+            await wait_until(drained(rds), tasks=[worker], what="the first messages are stored")
+            # The connections cut, and every new one refused.
             await proxy.stop()
+            proxy.refuse()
+            await proxy.start()
             await send(range(51, 201))
-            # Read, perhaps, but never acknowledged nor dropped from the pending set.
-            await asyncio.sleep(1.5)
-            assert not worker.done()
-            assert len(await rows(db, key)) == 50
+            # Read, perhaps, but never acknowledged nor dropped from the pending set, through
+            # several attempts to reach PostgreSQL again.
+            await wait_until(lambda: proxy.refused >= 3, tasks=[worker], what="3 attempts to reach PostgreSQL")
+            assert len(await rows(db, key.id)) == 50
             assert not await drained(rds)()
             assert await rds.zcard(layout.pending(key.id)) == 150
-            await proxy.start()
-            await eventually(drained(rds), worker, what="the backlog is stored once PostgreSQL is back")
+            proxy.admit()
+            await wait_until(drained(rds), tasks=[worker], what="the backlog is stored once PostgreSQL is back")
     finally:
         await proxy.stop()
 
-    stored = await rows(db, key)
+    stored = await rows(db, key.id)
     assert [r["seq"] for r in stored] == list(range(1, 201))
     assert [str(r["id"]) for r in stored] == sent
     assert await rds.zcard(layout.pending(key.id)) == 0
@@ -472,8 +481,8 @@ async def test_a_broken_pending_set_is_reported_and_the_message_still_acknowledg
     msg = message(key, 1, alice)
     await publish_raw(rds, encode(msg))
     async with running(settings) as worker:
-        await eventually(drained(rds), worker, what="the message is stored and acknowledged")
-    assert [r["seq"] for r in await rows(db, key)] == [1]
+        await wait_until(drained(rds), tasks=[worker], what="the message is stored and acknowledged")
+    assert [r["seq"] for r in await rows(db, key.id)] == [1]
     assert "WRONGTYPE" in caplog.text and "acknowledging 1 stored messages" in caplog.text
 
 
@@ -482,19 +491,20 @@ async def test_after_a_short_read_the_worker_lets_the_next_batch_fill(
 ) -> None:
     alice, bob = users[:2]
     key = await dialog(db, alice, bob)
-    lingering = settings.with_overrides(storage_linger_ms=1500)
+    lingering = settings.with_overrides(storage_linger_ms=3000)
     async with running(lingering) as worker:
         # The first message after a quiet spell is read at once...
         await publish(rds, message(key, 1, alice))
-        await eventually(drained(rds), worker, what="the first message is stored")
+        await wait_until(drained(rds), tasks=[worker], what="the first message is stored")
         # ...and the read that took it was short, so the next ones wait for the linger and
-        # then go together.
+        # then go together: one batch, one transaction (the rows share their xmin).
         for seq in range(2, 6):
             await publish(rds, message(key, seq, alice))
-        await asyncio.sleep(0.3)
-        assert [r["seq"] for r in await rows(db, key)] == [1]
-        await eventually(drained(rds), worker, what="the next messages are stored")
-    assert [r["seq"] for r in await rows(db, key)] == [1, 2, 3, 4, 5]
+        await wait_until(drained(rds), tasks=[worker], what="the next messages are stored")
+    written = await db.fetch(f"SELECT seq, xmin::text AS tx FROM {key.table} ORDER BY seq")
+    assert [r["seq"] for r in written] == [1, 2, 3, 4, 5]
+    assert len({r["tx"] for r in written[1:]}) == 1, written
+    assert written[0]["tx"] != written[1]["tx"], written
 
 
 async def test_connections_closed_while_idle_are_replaced_without_failing_a_batch(
@@ -508,20 +518,33 @@ async def test_connections_closed_while_idle_are_replaced_without_failing_a_batc
     key = await dialog(db, alice, bob)
     async with running(settings) as worker:
         await publish(rds, message(key, 1, alice))
-        await eventually(drained(rds), worker, what="the first message is stored")
+        await wait_until(drained(rds), tasks=[worker], what="the first message is stored")
         terminated = await db.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         )
         assert terminated >= 1
-        await asyncio.sleep(0.2)
+
+        async def all_gone() -> bool:
+            return not await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )
+
+        await wait_until(all_gone, tasks=[worker], what="the worker's connections to be gone")
         for seq in range(2, 6):
             await publish(rds, message(key, seq, alice))
-        await eventually(drained(rds), worker, what="the next messages are stored")
+        await wait_until(drained(rds), tasks=[worker], what="the next messages are stored")
 
-    assert [r["seq"] for r in await rows(db, key)] == [1, 2, 3, 4, 5]
+    assert [r["seq"] for r in await rows(db, key.id)] == [1, 2, 3, 4, 5]
     assert "not stored" not in caplog.text
     assert "unexpected failure" not in caplog.text
+
+
+async def xtrim_calls(rds: redis.asyncio.Redis) -> int:
+    """XTRIM commands the server has run, scripts' included (INFO commandstats)."""
+    stats = await rds.info("commandstats")
+    return int(stats.get("cmdstat_xtrim", {}).get("calls", 0))
 
 
 def stored_rows(db: asyncpg.Connection, key: DialogKey, count: int) -> Callable[[], Awaitable[bool]]:

@@ -20,8 +20,9 @@ from storage_worker import sql
 from storage_worker.batch import DialogBatch, group
 from storage_worker.held import may_turn_row_triggers_off
 from storage_worker.writer import Writer, arguments, is_outage
-from tests.messages import encode, message
-from tests.tcp_proxy import TcpProxy
+from tests.support.polling import wait_until
+from tests.support.stream_messages import encode, message
+from tests.support.tcp_proxy import TcpProxy
 
 GHOST = 999
 
@@ -130,10 +131,11 @@ async def test_a_connection_lost_under_a_batch_is_an_outage_and_the_next_batch_r
     writer = Writer(pool)
     try:
         writing = asyncio.create_task(writer.write(batches(key, [1, 2])))
-        for _ in range(100):
-            if await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"):
-                break
-            await asyncio.sleep(0.05)
+
+        async def held_in_the_trigger() -> bool:
+            return bool(await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"))
+
+        await wait_until(held_in_the_trigger, what="the batch to be held in the slow trigger")
         await proxy.stop()
         with pytest.raises(Exception) as raised:
             await writing

@@ -6,31 +6,19 @@ group that vanished is created again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 import redis.asyncio
 
 from chatkit import keys
 from chatkit.envelopes import ENTRY_FIELD
 from chatkit.redis import RedisClient
-from chatkit.settings import Settings
 from chatkit.streams import Entry, StreamConsumer, ensure_group
 
 STREAM, GROUP = "test:stream", "test-group"
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[RedisClient]:
-    redis_client = RedisClient.from_url(settings.redis_url)
-    try:
-        yield redis_client
-    finally:
-        await redis_client.close()
-
-
-def consumer(client: RedisClient, name: str) -> StreamConsumer:
-    return StreamConsumer(client, [STREAM], GROUP, name, block_ms=50, claim_idle_ms=100, max_deliveries=2)
+def consumer(redis_client: RedisClient, name: str) -> StreamConsumer:
+    return StreamConsumer(redis_client, [STREAM], GROUP, name, block_ms=50, claim_idle_ms=100, max_deliveries=2)
 
 
 async def parked_entries(rds: redis.asyncio.Redis) -> list[dict[bytes, bytes]]:
@@ -46,11 +34,13 @@ async def read_until_some(reader: StreamConsumer) -> list[Entry]:
     raise AssertionError(f"{reader.consumer} read nothing")
 
 
-async def test_claims_counts_skips_deleted_and_dead_letters(client: RedisClient, rds: redis.asyncio.Redis) -> None:
-    await ensure_group(client, STREAM, GROUP)
-    await ensure_group(client, STREAM, GROUP)  # BUSYGROUP is no error
+async def test_claims_counts_skips_deleted_and_dead_letters(
+    redis_client: RedisClient, rds: redis.asyncio.Redis
+) -> None:
+    await ensure_group(redis_client, STREAM, GROUP)
+    await ensure_group(redis_client, STREAM, GROUP)  # BUSYGROUP is no error
     ids = [await rds.xadd(STREAM, {ENTRY_FIELD: f"m{index}".encode()}) for index in range(3)]
-    dead, alive = consumer(client, "dead"), consumer(client, "alive")
+    dead, alive = consumer(redis_client, "dead"), consumer(redis_client, "alive")
     try:
         first = await read_until_some(dead)
         assert [(e.id, e.data, e.deliveries) for e in first] == [(i, f"m{n}".encode(), 1) for n, i in enumerate(ids)]
@@ -75,9 +65,9 @@ async def test_claims_counts_skips_deleted_and_dead_letters(client: RedisClient,
         await alive.close()
 
 
-async def test_a_vanished_group_is_created_again(client: RedisClient, rds: redis.asyncio.Redis) -> None:
-    await ensure_group(client, STREAM, GROUP)
-    reader = consumer(client, "reader")
+async def test_a_vanished_group_is_created_again(redis_client: RedisClient, rds: redis.asyncio.Redis) -> None:
+    await ensure_group(redis_client, STREAM, GROUP)
+    reader = consumer(redis_client, "reader")
     try:
         await rds.delete(STREAM)
         assert await reader.read(10) == []

@@ -20,8 +20,9 @@ import websockets
 
 from chat_client import ChatClient
 from chatkit.settings import Settings
-from tests.harness import Stack, start_stack
-from tests.protocol_support import new_user, poll
+from tests.support.polling import wait_for_value
+from tests.support.stack import Stack, start_stack
+from tests.support.users import new_user
 
 # Small, so that a handful of messages fill it; the doc's code for a full queue.
 QUEUE_LIMIT = 4
@@ -55,7 +56,7 @@ async def sync_blocked(db: asyncpg.Connection) -> None:
         "SELECT count(*) FROM pg_stat_activity "
         "WHERE wait_event_type = 'Lock' AND query LIKE '%chats%' AND pid <> pg_backend_pid()"
     )
-    await poll(lambda: db.fetchval(waiting), lambda n: n >= 1, "the sync to wait for the users lock")
+    await wait_for_value(lambda: db.fetchval(waiting), lambda n: n >= 1, "the sync to wait for the users lock")
 
 
 async def test_events_held_past_the_queue_limit_close_4008(

@@ -1,7 +1,7 @@
 """`sync` as docs/PROTOCOL.md describes it, beyond one dialog: several dialogs in one request
 (oldest first within each, the `dialogs` map), the reply's caps (the doc's 500 messages and
 about 256 KiB of text) with `more` and a follow-up sync that completes it, and a negative
-`last_seq` refused. The caps are read from the doc (tests/protocol_doc.py)."""
+`last_seq` refused. The caps are read from the doc (tests/support/protocol_doc.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pytest
 
 from chat_client import ChatClient
 from chat_client.client import Frame
-from tests.harness import Stack
-from tests.protocol_doc import bounds
-from tests.protocol_support import assert_message, device, expect_error, new_user
+from tests.support.protocol import assert_message, expect_error
+from tests.support.protocol_doc import bounds
+from tests.support.stack import Stack
+from tests.support.users import device, new_user
 
 LIMITS = bounds()
 # Big messages fill the text cap long before the message cap.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.system_programs import require_program
+from tests.support.system_programs import require_program
 
 
 def test_a_present_program_is_found() -> None:

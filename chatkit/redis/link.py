@@ -30,6 +30,8 @@ class Link:
         self.address = address
         self._wire: Wire | None = None
         self._connecting: asyncio.Task[Wire] | None = None
+        # Set by close(): a closed link opens no connection again (a command after close fails).
+        self._closed = False
 
     @property
     def backlog(self) -> int:
@@ -75,8 +77,18 @@ class Link:
             return await self.call("EVAL", script, len(keys), *keys, *args)
 
     async def close(self) -> None:
-        if self._connecting is not None:
-            self._connecting.cancel()
+        """Close for good: the connection, and one being opened (waited for, so that no socket
+        outlives the link); later commands fail with Unreachable."""
+        self._closed = True
+        await self.drop()
+
+    async def drop(self) -> None:
+        """Close the connection (one that stopped answering); the next command opens another."""
+        connecting = self._connecting
+        if connecting is not None:
+            connecting.cancel()
+            # Waited for, not awaited: its cancellation is not ours to raise or to swallow.
+            await asyncio.wait([connecting])
         wire, self._wire = self._wire, None
         if wire is not None and wire.transport is not None:
             wire.flush()
@@ -84,6 +96,9 @@ class Link:
             await asyncio.wait([wire.gone], timeout=CONNECT_TIMEOUT)
 
     def _send_when_connected(self, packed: bytes, futures: list[asyncio.Future[Any]]) -> None:
+        if self._closed:
+            _fail(futures, Unreachable(f"the link to Redis at {self.address} is closed"))
+            return
         if self._connecting is None:
             self._connecting = asyncio.create_task(self._connect())
         connecting = self._connecting
@@ -101,9 +116,7 @@ class Link:
                     return
                 # Lost between connecting and this callback: nothing would ever answer.
                 error = ConnectionLost(f"Redis connection to {self.address} lost right after connecting")
-            for future in futures:
-                if not future.done():
-                    future.set_exception(error)
+            _fail(futures, error)
 
         connecting.add_done_callback(sent)
 
@@ -125,10 +138,20 @@ class Link:
                 if wire.transport is not None:
                     wire.transport.close()
                 raise
+            if self._closed:  # closed while the connection was being set up
+                if wire.transport is not None:
+                    wire.transport.close()
+                raise Unreachable(f"the link to Redis at {self.address} is closed")
             self._wire = wire
             return wire
         finally:
             self._connecting = None
+
+
+def _fail(futures: list[asyncio.Future[Any]], error: Exception) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
 
 
 def _settle(outcome: asyncio.Future[list[Any]], futures: list[asyncio.Future[Any]]) -> None:

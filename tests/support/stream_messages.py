@@ -11,7 +11,7 @@ import redis.asyncio
 from chatkit.dialogs import DialogKey
 from chatkit.envelopes import ENTRY_FIELD
 from chatkit.wire import Message, UserRef, wire_time
-from tests import layout
+from tests.support import layout
 
 _encode = msgspec.json.Encoder().encode
 

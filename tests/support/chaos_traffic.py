@@ -15,9 +15,9 @@ import asyncpg
 import redis.asyncio
 
 from chatkit import keys
-from tests import layout
-from tests.chaos_client import Participant
-from tests.processes import ProcessStack
+from tests.support import layout
+from tests.support.chaos_client import Participant
+from tests.support.processes import ProcessStack
 
 GATEWAYS = ("gateway-1", "gateway-2")
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from playwright.async_api import Browser, Page, ViewportSize, WebSocket, async_playwright, expect
 
-from tests.system_programs import require_program
+from tests.support.system_programs import require_program
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Screenshots of the chat view; git-ignored; the browser test prints where they went.
 ARTIFACTS = ROOT / "test-artifacts" / "site"
 # Without these chromium keeps trying to reach the internet, which this machine has not.

@@ -13,7 +13,9 @@ import redis.asyncio
 from chatkit.settings import Settings
 from gateway.broker import Delivery, Resubscribed
 from gateway.broker_redis import PROBE_SECONDS, RedisBroker
-from tests.tcp_proxy import TcpProxy
+from tests.support.polling import wait_until
+from tests.support.stack import cancel_and_wait
+from tests.support.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
@@ -80,6 +82,7 @@ async def test_a_killed_subscription_is_noticed_and_restored(
         await broker.disconnect()
 
 
+@pytest.mark.slow
 async def test_a_silent_link_is_noticed_by_its_probe(settings: Settings, publisher: redis.asyncio.Redis) -> None:
     proxy = TcpProxy.for_url(settings.redis_url)
     await proxy.start()
@@ -89,13 +92,15 @@ async def test_a_silent_link_is_noticed_by_its_probe(settings: Settings, publish
         proxy.pause()
         # Nothing arrives and nothing closes: only the PING probe can tell.
         outage = asyncio.create_task(broker.next_message())
-        for _ in range(int(4 * PROBE_SECONDS / 0.05)):
-            if not broker.subscribed or outage.done():
-                break
-            await asyncio.sleep(0.05)
-        assert not broker.subscribed, "the silent link was not noticed"
-        # Reconnecting cannot succeed while nothing gets through: still not subscribed.
-        await asyncio.sleep(PROBE_SECONDS + 0.5)
+        await wait_until(
+            lambda: not broker.subscribed or outage.done(), timeout=4 * PROBE_SECONDS + 10,
+            what="the broker to notice the silent link",
+        )
+        assert not broker.subscribed, f"the silent link was not noticed; heard {outage.result()}"
+        # Reconnecting cannot succeed while nothing gets through: after two more attempts
+        # through the proxy, still not subscribed.
+        attempts = proxy.accepted
+        await wait_until(lambda: proxy.accepted >= attempts + 2, what="two attempts to reconnect")
         assert not broker.subscribed and not outage.done()
         proxy.resume()
         item = await asyncio.wait_for(outage, 4 * PROBE_SECONDS + 5)
@@ -103,5 +108,7 @@ async def test_a_silent_link_is_noticed_by_its_probe(settings: Settings, publish
         assert broker.subscribed
         assert (await publish_until_heard(publisher, broker, "chat:user:9", b"after")).data == b"after"
     finally:
+        if "outage" in locals():
+            await cancel_and_wait(outage)
         await broker.disconnect()
         await proxy.stop()

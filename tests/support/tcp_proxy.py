@@ -21,12 +21,26 @@ class TcpProxy:
         # that silently stops delivering.
         self._flowing = asyncio.Event()
         self._flowing.set()
+        # Set by refuse(): each new connection is closed at once and counted, like a server
+        # that is down; a test waits on the count to know the client kept trying.
+        self._refusing = False
+        self.refused = 0
+        # Every connection a client opened through the proxy, refused or not.
+        self.accepted = 0
 
     def pause(self) -> None:
         self._flowing.clear()
 
     def resume(self) -> None:
         self._flowing.set()
+
+    def refuse(self) -> None:
+        """Close every new connection as soon as it is accepted (and count it in ``refused``)."""
+        self._refusing = True
+
+    def admit(self) -> None:
+        """Forward new connections again."""
+        self._refusing = False
 
     @classmethod
     def for_url(cls, url: str) -> TcpProxy:
@@ -62,6 +76,15 @@ class TcpProxy:
         assert task is not None
         self._handlers.add(task)
         self._writers.add(writer)
+        self.accepted += 1
+        if self._refusing:
+            self.refused += 1
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            self._writers.discard(writer)
+            self._handlers.discard(task)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:

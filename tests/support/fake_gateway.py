@@ -1,8 +1,9 @@
-"""Talking to a request service the way a gateway does, for tests: XADD a Request to its
-stream, then read the ConnReply on the gateway's channel and UserEvents on users' channels.
+"""A fake gateway: talks to a request service the way a gateway does, for tests. XADD a
+Request to the service's stream, then read the ConnReply on the gateway's channel and
+UserEvents on users' channels.
 
-    async with running(serve, settings), Broker.open(settings.redis_url) as broker:
-        reply, frame = await broker.call(wire.Register(...))
+    async with running(serve, settings), FakeGateway.open(settings.redis_url) as gateway:
+        reply, frame = await gateway.call(wire.Register(...))
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -19,8 +20,7 @@ import redis.asyncio
 
 from chatkit import keys, wire
 from chatkit.envelopes import ENTRY_FIELD, ConnReply, Request, UserEvent
-from chatkit.settings import Settings
-from tests import layout
+from tests.support import layout
 
 GATEWAY = "gw-test"
 
@@ -33,26 +33,7 @@ def server_frame(raw: msgspec.Raw) -> wire.ServerFrame:
     return _frames.decode(bytes(raw))
 
 
-@contextlib.asynccontextmanager
-async def running(
-    serve: Callable[[Settings], Awaitable[None]], settings: Settings, name: str | None = None
-) -> AsyncIterator[asyncio.Task[None]]:
-    """A service as a task (named ``name`` if given) for the block; cancelled at the end, and its
-    failure (other than the cancellation) raised."""
-    task = asyncio.create_task(_as_coroutine(serve(settings)), name=name)
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _as_coroutine(awaitable: Awaitable[None]) -> None:
-    await awaitable
-
-
-class Broker:
+class FakeGateway:
     def __init__(self, client: redis.asyncio.Redis, gateway: str = GATEWAY) -> None:
         self.redis = client
         self.gateway = gateway
@@ -64,14 +45,14 @@ class Broker:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, redis_url: str, gateway: str = GATEWAY) -> AsyncIterator[Broker]:
+    async def open(cls, redis_url: str, gateway: str = GATEWAY) -> AsyncIterator[FakeGateway]:
         client = redis.asyncio.Redis.from_url(redis_url)
-        broker = cls(client, gateway)
+        fake = cls(client, gateway)
         try:
-            await broker.subscribe(keys.gateway_channel(gateway))
-            yield broker
+            await fake.subscribe(keys.gateway_channel(gateway))
+            yield fake
         finally:
-            await broker.pubsub.aclose()
+            await fake.pubsub.aclose()
             await client.aclose()
 
     def new_conn(self) -> str:
