@@ -33,7 +33,7 @@ async def serve(settings: Settings) -> None:
     redis = RedisClient.from_url(settings.redis_url)
     streams = tuple(keys.auth_requests(tag) for tag in Partitions(settings.partitions).tags())
     health = Health(
-        "auth_service", redis, [Watched(keys.AUTH_REQUESTS, keys.AUTH_GROUP, streams)], needs_database=True,
+        "auth_service", redis, [Watched(keys.AUTH_REQUESTS_FAMILY, keys.AUTH_GROUP, streams)], needs_database=True,
     )
     try:
         async with ops_server(health, settings.metrics_host, settings.metrics_port):
@@ -56,7 +56,9 @@ async def _serve(
             redis, settings, streams=streams, group=keys.AUTH_GROUP, handler=handler.handle,
             health=health,
         )
-        log.info("auth_service %s serving %s (%d partitions)", settings.instance, keys.AUTH_REQUESTS, len(streams))
+        log.info(
+            "auth_service %s serving %s (%d partitions)", settings.instance, keys.AUTH_REQUESTS_FAMILY, len(streams),
+        )
         try:
             await service.run()
         finally:

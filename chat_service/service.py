@@ -27,7 +27,7 @@ async def serve(settings: Settings) -> None:
     redis = RedisClient.from_url(settings.redis_url)
     streams = tuple(keys.chat_requests(tag) for tag in Partitions(settings.partitions).tags())
     health = Health(
-        "chat_service", redis, [Watched(keys.CHAT_REQUESTS, keys.CHAT_GROUP, streams)], needs_database=True,
+        "chat_service", redis, [Watched(keys.CHAT_REQUESTS_FAMILY, keys.CHAT_GROUP, streams)], needs_database=True,
     )
     try:
         async with ops_server(health, settings.metrics_host, settings.metrics_port):

@@ -35,9 +35,9 @@ STORAGE_GROUP = "storage_worker"
 
 # The families of partitioned streams: each partition's stream is ``<family>:{tag}``. Metrics
 # and logs that speak of a stream as a whole use the family name.
-AUTH_REQUESTS = "chat:requests:auth"
-CHAT_REQUESTS = "chat:requests:chat"
-MESSAGES = "chat:messages"
+AUTH_REQUESTS_FAMILY = "chat:requests:auth"
+CHAT_REQUESTS_FAMILY = "chat:requests:chat"
+MESSAGES_FAMILY = "chat:messages"
 
 
 def family(stream: str) -> str:
@@ -48,15 +48,15 @@ def family(stream: str) -> str:
 
 
 def auth_requests(tag: str) -> str:
-    return f"{AUTH_REQUESTS}:{tag}"
+    return f"{AUTH_REQUESTS_FAMILY}:{tag}"
 
 
 def chat_requests(tag: str) -> str:
-    return f"{CHAT_REQUESTS}:{tag}"
+    return f"{CHAT_REQUESTS_FAMILY}:{tag}"
 
 
 def messages(tag: str) -> str:
-    return f"{MESSAGES}:{tag}"
+    return f"{MESSAGES_FAMILY}:{tag}"
 
 
 def gateway_channel(gateway_id: str) -> str:

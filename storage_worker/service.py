@@ -50,7 +50,7 @@ async def serve(settings: Settings) -> None:
     """Store messages until cancelled; outages of Redis or PostgreSQL pause it, never end it."""
     redis = RedisClient.from_url(settings.redis_url)
     partitions = tuple(keys.messages(tag) for tag in Partitions(settings.partitions).tags())
-    watched = [Watched(keys.MESSAGES, keys.STORAGE_GROUP, partitions), Watched(keys.DEAD_LETTERS)]
+    watched = [Watched(keys.MESSAGES_FAMILY, keys.STORAGE_GROUP, partitions), Watched(keys.DEAD_LETTERS)]
     health = Health("storage_worker", redis, watched, needs_database=True)
     try:
         async with ops_server(health, settings.metrics_host, settings.metrics_port):

@@ -100,7 +100,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         _until(lambda: value(result.samples("storage_worker-1"), "chat_storage_rows_written_total") >= MESSAGES,
                f"{MESSAGES} rows written")
         _until(lambda: value(result.samples("auth_service-1"), "chat_dead_lettered_total",
-                             stream=keys.AUTH_REQUESTS) >= 1, "the bad request dead-lettered")
+                             stream=keys.AUTH_REQUESTS_FAMILY) >= 1, "the bad request dead-lettered")
         yield result
     finally:
         stack.stop()
@@ -127,16 +127,16 @@ def test_storage_and_stream_metrics(live: Live) -> None:
     assert value(storage, "chat_storage_rows_written_total") == MESSAGES
     assert value(storage, "chat_storage_batch_entries_sum") == MESSAGES
     assert value(storage, "chat_storage_write_seconds_count") >= 1
-    stream = {"stream": keys.MESSAGES, "group": keys.STORAGE_GROUP}
+    stream = {"stream": keys.MESSAGES_FAMILY, "group": keys.STORAGE_GROUP}
     assert value(storage, "chat_stream_group_pending", **stream) == 0
     assert value(storage, "chat_stream_group_lag", **stream) == 0
     assert value(storage, "chat_stream_group_consumers", **stream) == 1
     assert value(storage, "chat_stream_length", stream=keys.DEAD_LETTERS) == 1
     auth = live.samples("auth_service-1")
-    assert value(auth, "chat_dead_lettered_total", stream=keys.AUTH_REQUESTS) == 1
-    assert value(auth, "chat_stream_group_consumers", stream=keys.AUTH_REQUESTS, group=keys.AUTH_GROUP) == 1
+    assert value(auth, "chat_dead_lettered_total", stream=keys.AUTH_REQUESTS_FAMILY) == 1
+    assert value(auth, "chat_stream_group_consumers", stream=keys.AUTH_REQUESTS_FAMILY, group=keys.AUTH_GROUP) == 1
     chat = live.samples("chat_service-1")
-    assert value(chat, "chat_stream_group_consumers", stream=keys.CHAT_REQUESTS, group=keys.CHAT_GROUP) == 2
+    assert value(chat, "chat_stream_group_consumers", stream=keys.CHAT_REQUESTS_FAMILY, group=keys.CHAT_GROUP) == 2
     for name in SERVICES:
         assert value(live.samples(name), "chat_ready", service=SERVICES[name]) == 1
 
