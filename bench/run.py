@@ -11,6 +11,8 @@ Systems (``--systems``, comma-separated; default all):
 - ``memory``       gateway memory per idle connection
 - ``crowd``        many connected, few talking: 10,000 users (``--crowd``), 2 % talking at a human
                    rate, ramped in 4 stages; latency, ramp time, server RSS and CPU per user
+- ``dialogs``      the table-per-dialog layout at 1,000 dialogs (``python -m bench.dialogs`` for more;
+                   not run unless named)
 
 Every server is started and stopped here, in its own process group; results go to
 ``bench-results/bench-<time>.json``.
@@ -52,6 +54,8 @@ LABELS = {
 }
 EXTRA = ("storage", "memory", "crowd")
 ALL = (*LOAD_SYSTEMS, *EXTRA)
+# Run only when named in --systems.
+OPTIONAL = ("dialogs",)
 RESULTS_DIR = Path("bench-results")
 
 
@@ -71,9 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--crowd-hold", type=float, default=None, help="seconds held at each crowd stage (20)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default bench-results/bench-<time>.json)")
     args = parser.parse_args(argv)
-    unknown = set(args.systems.split(",")) - set(ALL)
+    unknown = set(args.systems.split(",")) - set(ALL) - set(OPTIONAL)
     if unknown:
-        parser.error(f"unknown systems {', '.join(sorted(unknown))}; choose from {', '.join(ALL)}")
+        parser.error(f"unknown systems {', '.join(sorted(unknown))}; choose from {', '.join((*ALL, *OPTIONAL))}")
     quick = args.quick
     args.shape = Shape(
         users=args.users or (10 if quick else 200),
@@ -192,7 +196,7 @@ def extra_lines(results: dict[str, dict[str, Any]]) -> list[str]:
 
 async def run_all(args: argparse.Namespace, root: Path) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
-    systems = [name for name in ALL if name in args.systems.split(",")]
+    systems = [name for name in (*ALL, *OPTIONAL) if name in args.systems.split(",")]
     for name in systems:
         print(f"== {name}", flush=True)
         started = time.monotonic()
@@ -205,6 +209,11 @@ async def run_all(args: argparse.Namespace, root: Path) -> dict[str, dict[str, A
                 from bench.crowd import bench_crowd
 
                 results[name] = await bench_crowd(workdir, args.crowd_shape, _progress)
+            elif name == "dialogs":
+                from bench.dialogs import main as bench_dialogs
+
+                await bench_dialogs(["--sizes", "1000", "--out", str(workdir / "dialogs.json"), "--root", str(workdir)])
+                results[name] = json.loads((workdir / "dialogs.json").read_text())
             elif name == "storage":
                 from bench.storage import bench_storage
 

@@ -78,6 +78,8 @@ async def prepare_database(pool: asyncpg.Pool, dialog_keys: list[DialogKey]) -> 
     )
     for key in dialog_keys:
         await pool.execute(dialog_table_ddl(key))
+    # As open_dialog leaves them: the worker moves each dialog's row with every batch.
+    await pool.executemany("INSERT INTO dialogs (lo, hi) VALUES ($1, $2)", [(k.lo, k.hi) for k in dialog_keys])
 
 
 # The messages stream's partitions as the worker under test reads them (default CHAT_PARTITIONS).
@@ -251,3 +253,4 @@ async def _round(
 async def _empty(pool: asyncpg.Pool, dialog_keys: list[DialogKey]) -> None:
     for key in dialog_keys:
         await pool.execute(f"TRUNCATE {key.table}")
+    await pool.execute("UPDATE dialogs SET last_seq = 0, last_at = created_at")

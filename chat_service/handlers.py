@@ -126,6 +126,7 @@ class ChatHandlers:
             raise RequestError("invalid", "text: expected no NUL (U+0000) characters")
         origin = Origin(
             gateway=request.gateway, conn=request.conn, ref=frame.ref, entry_id=outbox.entry_id, stream=outbox.stream,
+            request=request.request,
         )
         try:
             await self.sequencer.accept(key, user, text, frame.client_msg_id, origin)

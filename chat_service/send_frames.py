@@ -8,7 +8,7 @@ placeholders (chatkit.template), and cut there; per send only the values that va
              skip_conn, dialog_id, seq)
              <EVENT_BEFORE_MESSAGE> message <event_before_seq> seq <EVENT_AFTER_SEQ>
     reply    envelopes.ConnReply(conn, frame=wire.Sent(client_msg_id,  the sender's gateway
-             message, ref), answers="send")                            channel
+             message, ref), answers="send", request)                   channel
              <reply_before_message> message <reply_after_message>
 
 A field added to one of these structs is written by msgspec into the pieces; a field of Message
@@ -36,6 +36,7 @@ _SENT_AT = placeholder("sent_at")
 _CONN = placeholder("conn")
 _CLIENT_MSG_ID = placeholder("client_msg_id")
 _REF = placeholder("ref")
+_REQUEST = -9_000_000_000_000_003
 # The whole message, in the envelopes that carry it.
 _MESSAGE = Message(id=placeholder("message"), dialog_id="", seq=0, sender=UserRef(id=0, username=""), text="",
                    sent_at="")
@@ -62,19 +63,20 @@ EVENT_BEFORE_MESSAGE, _E_CONN, _E_DIALOG, _E_SEQ, EVENT_AFTER_SEQ = cut(
 
 def _reply_pieces(ref: str | None) -> tuple[bytes, ...]:
     sent = Sent(client_msg_id=_CLIENT_MSG_ID, message=_MESSAGE, ref=ref)
-    reply = ConnReply(conn=_CONN, frame=msgspec.Raw(_encode(sent)), answers=frame_tag(Send))
+    reply = ConnReply(conn=_CONN, frame=msgspec.Raw(_encode(sent)), answers=frame_tag(Send), request=_REQUEST)
     marks = (_CONN, _CLIENT_MSG_ID, _MESSAGE) if ref is None else (_CONN, _CLIENT_MSG_ID, _MESSAGE, _REF)
-    return cut(_encode(reply), *map(_encode, marks))
+    return cut(_encode(reply), *map(_encode, (*marks, _REQUEST)))
 
 
-# A reply without a ref has none in its frame (omit_defaults), so it has pieces of its own.
-_R_CONN, _R_CLIENT_MSG_ID, _R_MESSAGE, _R_END = _reply_pieces(None)
-_RR_CONN, _RR_CLIENT_MSG_ID, _RR_MESSAGE, _RR_REF, _RR_END = _reply_pieces(_REF)
+# A reply without a ref has none in its frame (omit_defaults), so it has pieces of its own. The
+# request number is always written (a 0 as well: it decodes the same as an omitted one).
+_R_CONN, _R_CLIENT_MSG_ID, _R_MESSAGE, _R_REQUEST, _R_END = _reply_pieces(None)
+_RR_CONN, _RR_CLIENT_MSG_ID, _RR_MESSAGE, _RR_REF, _RR_REQUEST, _RR_END = _reply_pieces(_REF)
 
 
 def send_pieces(
     message_id: str, dialog_id: str, sender: UserRef, text: str, sent_at: str,
-    conn: str, client_msg_id: str, ref: str | None,
+    conn: str, client_msg_id: str, ref: str | None, request: int = 0,
 ) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     """What varies between sends, encoded: message_before_seq, message_after_seq,
     event_before_seq, reply_before_message, reply_after_message (accept.lua's names). A plain
@@ -83,10 +85,10 @@ def send_pieces(
     conn_json = _encode(conn)
     if ref is None:
         reply_before = b"".join((_R_CONN, conn_json, _R_CLIENT_MSG_ID, _encode(client_msg_id), _R_MESSAGE))
-        reply_after = _R_END
+        reply_after = b"".join((_R_REQUEST, _encode(request), _R_END))
     else:
         reply_before = b"".join((_RR_CONN, conn_json, _RR_CLIENT_MSG_ID, _encode(client_msg_id), _RR_MESSAGE))
-        reply_after = b"".join((_RR_REF, _encode(ref), _RR_END))
+        reply_after = b"".join((_RR_REF, _encode(ref), _RR_REQUEST, _encode(request), _RR_END))
     return (
         b"".join((_M_ID, _encode(message_id), _M_DIALOG, dialog, _M_SEQ)),
         b"".join((_M_SENDER, _encode(sender), _M_TEXT, _encode(text), _M_SENT_AT, _encode(sent_at), _M_END)),

@@ -45,6 +45,8 @@ class Origin:
     entry_id: bytes
     # The request stream the entry is on: the dialog's partition (the gateway routes a send so).
     stream: str
+    # The gateway's request number (envelopes.Request.request), said back in the reply.
+    request: int = 0
 
 
 class Sequencer:
@@ -74,7 +76,7 @@ class Sequencer:
         (message_before_seq, message_after_seq, event_before_seq, reply_before_message,
          reply_after_message) = send_pieces(
             message_id, key.id, sender, text, wire_time(datetime.now(UTC)),
-            origin.conn, client_msg_id, origin.ref,
+            origin.conn, client_msg_id, origin.ref, origin.request,
         )
         tag = self.partitions.dialog_tag(key)
         call = AcceptCall(

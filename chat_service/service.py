@@ -11,7 +11,7 @@ from chat_service.handlers import ChatHandlers
 from chat_service.history import HistoryReader
 from chat_service.sequencer import Sequencer
 from chatkit import keys
-from chatkit.db import apply_schema, create_pool
+from chatkit.db import apply_schema, create_pool, expire_connections_every
 from chatkit.dialogs import DialogKey
 from chatkit.health import Health
 from chatkit.ops_server import ops_server
@@ -37,7 +37,10 @@ async def serve(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings, redis: RedisClient, health: Health) -> None:
-    pool = await create_pool(settings.database_url, wait_seconds=math.inf)
+    pool = await create_pool(
+        settings.database_url, wait_seconds=math.inf, max_queries=settings.database_max_tables_per_connection
+    )
+    expiring = asyncio.create_task(expire_connections_every(pool, settings.database_connection_life_seconds))
     try:
         await apply_schema(pool)
         health.pool = pool
@@ -59,5 +62,6 @@ async def _serve(settings: Settings, redis: RedisClient, health: Health) -> None
             with contextlib.suppress(Exception):
                 await asyncio.shield(service.drain())
     finally:
+        expiring.cancel()
         health.pool = None
         await pool.close()

@@ -30,32 +30,36 @@ async def open_dialog(pool: asyncpg.Pool, me: int, peer: UserRef) -> OpenedDialo
     key = DialogKey.of(me, peer.id)
     async with pool.acquire() as conn, conn.transaction():
         await lock_dialog(conn, key)
-        exists = await conn.fetchval("SELECT $2 = ANY(chats) FROM users WHERE id = $1", me, peer.id)
-        if exists:
+        if await conn.fetchval(_DIALOG_EXISTS, key.lo, key.hi):
             return OpenedDialog(key, peer, created=False)
-        # The original design's append, guarded so a repeated open cannot add the id twice.
+        # The table first: it locks nothing but its own new catalogue rows (no foreign key, see
+        # chatkit.db), so the users rows below are held only from their update to the commit.
+        await conn.execute(dialog_table_ddl(key))
+        await conn.execute("INSERT INTO dialogs (lo, hi) VALUES ($1, $2)", key.lo, key.hi)
+        # The original design's append, guarded so a repeated open cannot add the id twice;
+        # lo's row first, so that opens sharing users always lock them in one order.
         append = (
             "UPDATE users SET chats[cardinality(chats) + 1] = $2 "
             "WHERE id = $1 AND NOT ($2 = ANY(chats))"
         )
-        # The table first: its foreign key takes a SHARE ROW EXCLUSIVE lock on `users`, which
-        # must come before this transaction holds any row lock there, or two dialogs opened at
-        # once with a common user deadlock (each waits for the other's row or table lock).
-        await conn.execute(dialog_table_ddl(key))
-        await conn.execute(append, me, peer.id)
-        await conn.execute(append, peer.id, me)
+        await conn.execute(append, key.lo, key.hi)
+        await conn.execute(append, key.hi, key.lo)
         return OpenedDialog(key, peer, created=True)
 
 
+# `dialogs` holds a row for every dialog (schema.sql fills it in for older databases).
+_DIALOG_EXISTS = "SELECT EXISTS (SELECT 1 FROM dialogs WHERE lo = $1 AND hi = $2)"
+
+
 async def dialog_exists(pool: asyncpg.Pool, key: DialogKey) -> bool:
-    found = await pool.fetchval("SELECT $2 = ANY(chats) FROM users WHERE id = $1", key.lo, key.hi)
-    return bool(found)
+    return bool(await pool.fetchval(_DIALOG_EXISTS, key.lo, key.hi))
 
 
 async def list_dialogs(pool: asyncpg.Pool, me: int) -> list[UserRef]:
     rows = await pool.fetch(
-        "SELECT u.id, u.username FROM users me JOIN users u ON u.id = ANY(me.chats) "
-        "WHERE me.id = $1 ORDER BY u.id",
+        "SELECT u.id, u.username FROM ("
+        " SELECT hi AS peer FROM dialogs WHERE lo = $1 UNION ALL SELECT lo FROM dialogs WHERE hi = $1"
+        ") d JOIN users u ON u.id = d.peer ORDER BY u.id",
         me,
     )
     return [UserRef(id=row["id"], username=row["username"]) for row in rows]

@@ -23,6 +23,9 @@ class Request(msgspec.Struct, kw_only=True):
     # Whom the connection belongs to; None before login.
     user: UserRef | None = None
     frame: ClientFrame
+    # The gateway's number for this request (unique on that gateway, never 0); its reply says
+    # it back, so a reply that comes past the request's deadline is recognised and dropped.
+    request: int = 0
 
 
 class ConnReply(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -37,6 +40,8 @@ class ConnReply(msgspec.Struct, kw_only=True, omit_defaults=True):
     positions: dict[str, int] | None = None
     # The type of the request this answers ("sync", "send", ...), error replies included.
     answers: str | None = None
+    # The Request.request this answers (0: none given).
+    request: int = 0
 
 
 class UserEvent(msgspec.Struct, kw_only=True, omit_defaults=True):

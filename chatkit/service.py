@@ -204,6 +204,7 @@ class RequestService:
                 identity=outbox.identity,
                 positions=outbox.positions,
                 answers=request.frame.__struct_config__.tag,  # type: ignore[arg-type]
+                request=request.request,
             )
             calls.append(self.redis.call("PUBLISH", keys.gateway_channel(request.gateway), _encode(reply)))
         calls.append(self.redis.call("XACK", entry.stream, self.consumer.group, entry.id))

@@ -57,6 +57,17 @@ class Settings:
     # or two (each dialog's insert costs PostgreSQL about 50 µs besides its rows). Delivery
     # and history do not wait for storage: unstored messages are served from the pending sets.
     storage_linger_ms: int = 100
+    # Gateway: how long a forwarded request waits for its service's answer; past it the client
+    # gets `unavailable` for it, and a late answer is dropped.
+    request_timeout_seconds: float = 5.0
+    # PostgreSQL keeps, per connection and for its whole life, about 15 KB of catalogue cache
+    # for every table the connection touched: with a table per dialog, a long-lived connection
+    # grows toward the size of the whole catalogue. A connection is therefore replaced once it
+    # may have touched this many dialog tables (the storage worker's lanes count the tables;
+    # a service pool counts statements, each touching at most one), which bounds it to about
+    # 30 MB above its start, and after this many seconds of life whatever it touched.
+    database_max_tables_per_connection: int = 2000
+    database_connection_life_seconds: int = 900
     # Gateway: frames queued for one slow client before it is disconnected.
     send_queue_limit: int = 1024
     # How long a send's idempotency record (client_msg_id -> the message's seq and id, about

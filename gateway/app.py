@@ -1,5 +1,6 @@
 """The gateway's ASGI app: WebSocket `/ws`, `GET /healthz` (Redis reachable) and
-`GET /readyz` (Redis reachable and subscribed: safe to route clients here), and the web chat's
+`GET /readyz` (Redis reachable and subscribed: safe to route clients here), `GET /metrics`
+(Prometheus text, gateway/metrics.py), and the web chat's
 static files at `/` (CHAT_SITE_DIR).
 
 `/ws` is served on the bare ASGI callables, in front of FastAPI: a connection lives for hours
@@ -16,8 +17,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Receive as HttpReceive
 from starlette.types import Scope as HttpScope
 from starlette.types import Send as HttpSend
@@ -75,6 +77,11 @@ def http_app(node: GatewayNode) -> FastAPI:
             "ready": ready, "subscribed": node.broker.subscribed, "connections": len(node.registry.connections),
         }
         return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        node.metrics.ready.set(1 if node.broker.subscribed and await node.redis_ok() else 0)
+        return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     site = node.settings.site_dir
     if site.is_dir():

@@ -40,15 +40,34 @@ Abort = Callable[[], None]
 CLOSE_GRACE_SECONDS = 2.0
 
 
+def _ignore(_: bytes) -> None:
+    pass
+
+
+class Hooks:
+    """What a connection reports, shared by every connection of a registry (gateway/metrics.py
+    fills them in): each frame pushed, and a disconnect for slowness."""
+
+    __slots__ = ("on_push", "on_slow")
+
+    def __init__(self) -> None:
+        self.on_push: Callable[[bytes], None] = _ignore
+        self.on_slow: Callable[[], None] = lambda: None
+
+
 class Connection:
     __slots__ = (
-        "_abort", "_closer", "_limit", "_pending", "_send", "_writer", "closing", "delivery", "id", "user",
+        "_abort", "_closer", "_hooks", "_limit", "_pending", "_send", "_writer", "closing", "delivery", "id",
+        "user",
     )
 
-    def __init__(self, conn_id: str, send: ASGISend, queue_limit: int, abort: Abort) -> None:
+    def __init__(
+        self, conn_id: str, send: ASGISend, queue_limit: int, abort: Abort, hooks: Hooks | None = None,
+    ) -> None:
         self.id = conn_id
         self._send = send
         self._abort = abort
+        self._hooks = hooks if hooks is not None else Hooks()
         self._limit = queue_limit
         self.user: UserRef | None = None
         self.closing = False
@@ -69,6 +88,7 @@ class Connection:
         go now: behind a backlog it would be stale, so a slow client loses those first."""
         if self.closing:
             return
+        self._hooks.on_push(frame)
         if self._writer is None:
             self._write_now(frame)
             return
@@ -85,6 +105,7 @@ class Connection:
     def close_slow(self) -> None:
         """The client stopped reading: close with 4008, and drop it if it cannot be told."""
         log.warning("connection %s stopped reading; closing it", self.id)
+        self._hooks.on_slow()
         self.close(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON, force=True)
 
     def close(self, code: int, reason: str, *, force: bool = False) -> None:
@@ -166,9 +187,10 @@ class Registry:
         self.by_user: dict[int, set[Connection]] = {}
         self._on_first = on_first
         self._on_last = on_last
+        self.hooks = Hooks()
 
     def add(self, send: ASGISend, queue_limit: int, abort: Abort) -> Connection:
-        conn = Connection(f"{self.gateway_id}.{next(self._ids)}", send, queue_limit, abort)
+        conn = Connection(f"{self.gateway_id}.{next(self._ids)}", send, queue_limit, abort, self.hooks)
         self.connections[conn.id] = conn
         return conn
 

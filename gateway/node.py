@@ -14,13 +14,15 @@ import msgspec
 from chatkit import keys
 from chatkit.envelopes import ENTRY_FIELD, Request
 from chatkit.partitions import Partitions
-from chatkit.redis import REDIS_DOWN, RedisClient
+from chatkit.redis import RedisClient
 from chatkit.settings import Settings
-from chatkit.wire import Sync
 from gateway.broker_redis import RedisBroker
 from gateway.connections import Connection, Registry
+from gateway.deadlines import Deadlines
+from gateway.health import ping_ok
+from gateway.metrics import GatewayMetrics
 from gateway.protocol import Forward, error_frame, route
-from gateway.relay import Relay, sync_failed, sync_started
+from gateway.relay import Relay, sync_started
 from gateway.types import ASGIReceive, ASGISend, Scope, transport_abort
 
 log = logging.getLogger(__name__)
@@ -45,17 +47,23 @@ class GatewayNode:
         self.pipeline = RedisClient.from_url(settings.redis_url)
         self.broker = RedisBroker(settings.redis_url)
         self.registry = Registry(self.id, self._subscribe_user, self._unsubscribe_user)
-        self.relay = Relay(self.broker, self.registry, self.channel)
+        self.metrics = GatewayMetrics(lambda: len(self.registry.connections))
+        self.registry.hooks.on_push = self.metrics.frame_sent
+        self.registry.hooks.on_slow = self.metrics.slow_consumers.inc
+        self.deadlines = Deadlines(settings.request_timeout_seconds)
+        self.relay = Relay(self.broker, self.registry, self.channel, self.deadlines, self.metrics)
         self._relay_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.broker.subscribe(self.channel)
         await self.broker.connect()
         self._relay_task = asyncio.create_task(self.relay.run(), name="relay")
-        log.info("gateway %s up", self.id)
+        log.info("gateway %s ready on %s:%d", self.id, self.settings.host, self.settings.port)
 
     async def stop(self) -> None:
         # The server has closed every client with 1001 by now (gateway/server.py).
+        log.debug("gateway %s stopped", self.id)
+        self.deadlines.close()
         if self._relay_task is not None:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -65,10 +73,7 @@ class GatewayNode:
 
     async def redis_ok(self) -> bool:
         """Whether requests can be forwarded: asked on the connection that forwards them."""
-        try:
-            return bool(await asyncio.wait_for(self.pipeline.call("PING"), 2) == b"PONG")
-        except REDIS_DOWN:  # OSError covers TimeoutError and ConnectionError too
-            return False
+        return await ping_ok(self.pipeline)
 
     async def serve_socket(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         """One `/ws` connection, on the bare ASGI callables (see gateway/app.py). No header is
@@ -77,6 +82,8 @@ class GatewayNode:
             return
         await send({"type": "websocket.accept"})
         conn = self.registry.add(send, self.settings.send_queue_limit, transport_abort(scope))
+        log.debug("connection %s open", conn.id)
+        code = 1006
         try:
             while True:
                 message = await receive()
@@ -84,41 +91,47 @@ class GatewayNode:
                 if kind == "websocket.receive":
                     text = message.get("text")
                     if text is None:
+                        self.metrics.binary.inc()
                         conn.push(BINARY_FRAME_ERROR)
                         continue
                     await self._on_frame(conn, text)
                 elif kind == "websocket.disconnect":
+                    code = message.get("code", 1005)
                     break
         finally:
+            self.metrics.closed(code)
+            log.debug("connection %s closed (%s)", conn.id, code)
             await self.registry.remove(conn)
 
     async def _on_frame(self, conn: Connection, text: str) -> None:
+        if self.deadlines.logins and conn.id in self.deadlines.logins:
+            # A login or auth in flight here: this frame is handled as the user it establishes.
+            await self.deadlines.login_settled(conn)
         action = route(text, conn.user, self.partitions)
         if not isinstance(action, Forward):
+            self.metrics.rejected.inc()
             conn.push(action.frame)
             return
-        request = Request(gateway=self.id, conn=conn.id, user=conn.user, frame=action.frame)
-        is_sync = isinstance(action.frame, Sync)
-        if is_sync:
+        kind = self.metrics.kinds[type(action.frame)]
+        kind.received.inc()
+        number = self.deadlines.begin(conn, kind, action.frame.ref)
+        request = Request(gateway=self.id, conn=conn.id, user=conn.user, frame=action.frame, request=number)
+        if kind.sync:
             sync_started(conn)
         # Not awaited: the pipeline keeps this connection's frames in order, and the next
         # frame need not wait for this one's round trip. A deep backlog is the exception.
         added = self.pipeline.call(
             "XADD", action.stream, "MAXLEN", "~", REQUEST_STREAM_MAXLEN, "*", ENTRY_FIELD, _encode(request)
         )
-        ref = action.frame.ref
-        added.add_done_callback(lambda done: self._forwarded(done, conn, ref, is_sync))
+        added.add_done_callback(lambda done: self._forwarded(done, number))
         if self.pipeline.backlog > MAX_FORWARD_BACKLOG:
             await asyncio.wait([added])
 
-    @staticmethod
-    def _forwarded(done: asyncio.Future[Any], conn: Connection, ref: str | None, is_sync: bool) -> None:
+    def _forwarded(self, done: asyncio.Future[Any], number: int) -> None:
         if done.cancelled() or done.exception() is None:
             return
         log.warning("could not forward a request: %s", done.exception())
-        conn.push(error_frame("unavailable", "the service is unreachable; try again shortly", ref=ref))
-        if is_sync:
-            sync_failed(conn)
+        self.deadlines.fail(number, "the service is unreachable; try again shortly")
 
     async def _subscribe_user(self, user_id: int) -> None:
         await self.broker.subscribe(keys.user_channel(user_id))

@@ -6,6 +6,7 @@ connection is owed (held while it syncs, never twice) is decided by its Delivery
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -16,6 +17,10 @@ from gateway.broker import Broker, Delivery, Resubscribed
 from gateway.connections import Connection, Registry
 from gateway.delivery import DeliveryState, Verdict
 
+if TYPE_CHECKING:
+    from gateway.deadlines import Deadlines
+    from gateway.metrics import GatewayMetrics
+
 log = logging.getLogger(__name__)
 
 _decode_reply = msgspec.json.Decoder(ConnReply).decode
@@ -24,10 +29,15 @@ _encode = msgspec.json.Encoder().encode
 
 
 class Relay:
-    def __init__(self, broker: Broker, registry: Registry, gateway_channel: str) -> None:
+    def __init__(
+        self, broker: Broker, registry: Registry, gateway_channel: str, deadlines: Deadlines,
+        metrics: GatewayMetrics,
+    ) -> None:
         self.broker = broker
         self.registry = registry
         self.gateway_channel = gateway_channel
+        self.deadlines = deadlines
+        self.metrics = metrics
 
     async def run(self) -> None:
         while True:
@@ -55,29 +65,41 @@ class Relay:
                 conn.push(frame)
 
     async def _reply(self, reply: ConnReply) -> None:
-        conn = self.registry.connections.get(reply.conn)
-        if conn is None:
-            return  # the client left before its answer came
-        if reply.login is not None:
-            await self.registry.bind(conn, reply.login)
-        if reply.identity is not None:
-            conn.user = reply.identity
-        if reply.answers == "sync":
-            deliver_sync_reply(conn, bytes(reply.frame), reply.positions or {})
-        else:
-            conn.push(bytes(reply.frame))
+        in_flight = self.deadlines.take(reply.request)
+        if in_flight is None and reply.request:
+            log.debug("dropped a reply to request %d: past its deadline", reply.request)
+            return  # the client was told "unavailable" already
+        try:
+            conn = self.registry.connections.get(reply.conn)
+            if conn is None:
+                return  # the client left before its answer came
+            if reply.login is not None:
+                await self.registry.bind(conn, reply.login)
+            if reply.identity is not None:
+                conn.user = reply.identity
+            if reply.answers == "sync":
+                deliver_sync_reply(conn, bytes(reply.frame), reply.positions or {})
+            else:
+                conn.push(bytes(reply.frame))
+        finally:
+            if in_flight is not None:
+                self.deadlines.settled(in_flight)
 
     def _event(self, user_id: int, event: UserEvent) -> None:
         if event.identity is not None:
             self.registry.rename(event.identity)
         frame = bytes(event.frame)
+        pushed = False
         for conn in self.registry.of_user(user_id):
             if conn.id == event.skip_conn:
                 continue
+            pushed = True
             if event.ephemeral:  # not a message: never held, never remembered
                 conn.push(frame, ephemeral=True)
             else:
                 deliver_live(conn, frame, event.dialog_id, event.seq)
+        if pushed and event.seq is not None:
+            self.metrics.delivered(frame)
 
 
 def deliver_live(conn: Connection, frame: bytes, dialog_id: str | None, seq: int | None) -> None:

@@ -131,7 +131,14 @@ class StorageWorker:
         # Redis and PostgreSQL work side by side instead of taking turns: while one lane waits
         # for PostgreSQL, the other decodes or acknowledges, and the next batch is already read.
         ready: asyncio.Queue[list[Entry]] = asyncio.Queue(READ_AHEAD)
-        writers = [Writer(self.pool) for _ in range(LANES)]
+        writers = [
+            Writer(
+                self.pool,
+                max_tables=self.settings.database_max_tables_per_connection,
+                life_seconds=self.settings.database_connection_life_seconds,
+            )
+            for _ in range(LANES)
+        ]
         try:
             await asyncio.gather(*(writer.warm() for writer in writers))
             async with asyncio.TaskGroup() as tasks:

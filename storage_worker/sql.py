@@ -16,11 +16,16 @@ failure (a missing table, a row PostgreSQL refuses) is reported, with its SQLSTA
 instead of undoing the others; a refused dialog is then written row by row so that only the
 culprit rows stay behind.
 
-``sender_ids`` replaces the foreign key's check of every row by one check of every sender
-of the batch (see the function): the per-row check was about two fifths of PostgreSQL's work
-per stored row. It needs a role that may set ``session_replication_role`` (a superuser, or
-``GRANT SET ON PARAMETER session_replication_role``); the writer finds out per connection and
-otherwise passes NULL, and isolated calls (the fallback) always check row by row.
+``sender_ids`` checks every sender of the batch once (see the function). Dialog tables of the
+current layout have no foreign key (chatkit.db): this check is theirs. Older tables still have
+the key, whose per-row check was about two fifths of PostgreSQL's work per stored row;
+``triggers_off`` turns it off for the batch, which needs a role that may set
+``session_replication_role`` (a superuser, or ``GRANT SET ON PARAMETER
+session_replication_role``): the writer finds out per connection. Isolated calls (the
+fallback) check each dialog's senders on their own, and keep the old tables' keys on.
+
+Each batch also moves its dialogs' rows in ``dialogs`` (last seq, last time) in the same
+transaction: what a dialog list reads.
 
 The names carry a version: a replica running older code keeps calling the signature it knows.
 """
@@ -33,16 +38,37 @@ from chatkit.db import SCHEMA_LOCK_KEY
 
 WRITE_BATCH = (
     "SELECT dialog, item, inserted, state, reason"
-    " FROM storage_worker_write_v2($1::int[], $2::int[], $3::int[],"
-    " $4::bigint[], $5::uuid[], $6::timestamptz[], $7::int[], $8::text[], $9::boolean, $10::boolean, $11::int[])"
+    " FROM storage_worker_write_v3($1::int[], $2::int[], $3::int[],"
+    " $4::bigint[], $5::uuid[], $6::timestamptz[], $7::int[], $8::text[], $9::boolean, $10::boolean,"
+    " $11::int[], $12::boolean)"
 )
 
 FUNCTIONS = r"""
+-- Lock the users rows of `wanted` senders KEY SHARE until the commit (so none can be deleted
+-- first): the check a foreign key makes, once per sender. A missing one raises 23503 as the
+-- key would. Dialog tables made since chatkit.db's current layout have no foreign key and rely
+-- on this; older ones have both.
+CREATE OR REPLACE FUNCTION storage_worker_check_senders_v3(wanted int[]) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    found int;
+BEGIN
+    SELECT count(*) INTO found
+    FROM (SELECT 1 FROM users WHERE id = ANY(wanted) ORDER BY id FOR KEY SHARE) AS locked;
+    IF found <> cardinality(wanted) THEN
+        RAISE foreign_key_violation USING MESSAGE = format(
+            '%s of the batch''s %s senders are not in "users"', cardinality(wanted) - found,
+            cardinality(wanted));
+    END IF;
+END
+$fn$;
+
 -- One dialog's rows into chat_{lo}_{hi}; returns how many were new. With skip_stored,
--- conflicts are no-ops, which makes a redelivered message harmless.
-CREATE OR REPLACE FUNCTION storage_worker_insert_v2(
+-- conflicts on seq are no-ops, which makes a redelivered message harmless. With check_senders,
+-- the dialog's senders are checked too (when the batch's were not checked at once).
+CREATE OR REPLACE FUNCTION storage_worker_insert_v3(
     lo int, hi int, seqs bigint[], ids uuid[], sent_ats timestamptz[], senders int[], texts text[],
-    skip_stored boolean
+    skip_stored boolean, check_senders boolean
 ) RETURNS int LANGUAGE plpgsql AS $fn$
 DECLARE
     added int;
@@ -52,14 +78,33 @@ BEGIN
         format('chat_%s_%s', lo, hi), CASE WHEN skip_stored THEN ' ON CONFLICT DO NOTHING' ELSE '' END)
     USING seqs, ids, sent_ats, senders, texts;
     GET DIAGNOSTICS added = ROW_COUNT;
+    -- After the insert, so that a missing table is reported as such (42P01); as safe as
+    -- before it: the senders stay locked until the commit, and a missing one undoes the rows.
+    IF check_senders THEN
+        PERFORM storage_worker_check_senders_v3(ARRAY(SELECT DISTINCT unnest(senders)));
+    END IF;
     RETURN added;
+END
+$fn$;
+
+-- A dialog's row in `dialogs` brought up to its table's newest row (the isolated path, where
+-- some rows of the batch may have been refused).
+CREATE OR REPLACE FUNCTION storage_worker_touch_v3(lo int, hi int) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    EXECUTE format(
+        'UPDATE dialogs d SET last_seq = m.seq, last_at = greatest(d.last_at, m.sent_at)'
+        ' FROM (SELECT seq, sent_at FROM %I ORDER BY seq DESC LIMIT 1) m'
+        ' WHERE d.lo = $1 AND d.hi = $2 AND d.last_seq < m.seq',
+        format('chat_%s_%s', lo, hi))
+    USING lo, hi;
 END
 $fn$;
 
 -- One dialog, its failure caught: a row (d, NULL, added, NULL, NULL) when stored; otherwise
 -- (d, NULL, 0, state, reason) when every row failed alike, or, after a row-by-row retry, a
 -- row (d, i, 0, state, reason) per refused row i (1-based) and (d, NULL, added, NULL, NULL).
-CREATE OR REPLACE FUNCTION storage_worker_isolated_v2(
+CREATE OR REPLACE FUNCTION storage_worker_isolated_v3(
     d int, lo int, hi int, seqs bigint[], ids uuid[], sent_ats timestamptz[], senders int[], texts text[]
 ) RETURNS TABLE (dialog int, item int, inserted int, state text, reason text)
 LANGUAGE plpgsql AS $fn$
@@ -71,7 +116,8 @@ DECLARE
 BEGIN
     dialog := d;
     BEGIN
-        inserted := storage_worker_insert_v2(lo, hi, seqs, ids, sent_ats, senders, texts, true);
+        inserted := storage_worker_insert_v3(lo, hi, seqs, ids, sent_ats, senders, texts, true, true);
+        PERFORM storage_worker_touch_v3(lo, hi);
         RETURN NEXT;
         RETURN;
     EXCEPTION WHEN OTHERS THEN
@@ -85,14 +131,15 @@ BEGIN
     END IF;
     FOR i IN 1 .. n LOOP
         BEGIN
-            total := total + storage_worker_insert_v2(
-                lo, hi, seqs[i:i], ids[i:i], sent_ats[i:i], senders[i:i], texts[i:i], true);
+            total := total + storage_worker_insert_v3(
+                lo, hi, seqs[i:i], ids[i:i], sent_ats[i:i], senders[i:i], texts[i:i], true, true);
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS failed_state = RETURNED_SQLSTATE, failed_reason = MESSAGE_TEXT;
             item := i; inserted := 0; state := failed_state; reason := failed_reason;
             RETURN NEXT;
         END;
     END LOOP;
+    PERFORM storage_worker_touch_v3(lo, hi);
     item := NULL; inserted := total; state := NULL; reason := NULL;
     RETURN NEXT;
 END
@@ -100,49 +147,61 @@ $fn$;
 
 -- A whole batch in one call and one transaction (one commit, one WAL flush). `ends` holds
 -- each dialog's last row index (1-based) in the row arrays. Isolated dialogs always skip stored
--- rows: isolation is the fallback, after a plain call was refused.
+-- rows and check their own senders: isolation is the fallback, after a plain call was refused.
 --
--- `sender_ids`, when given, holds every sender of the batch once, sorted: the foreign key's
--- check is then made once per sender instead of once per row. It is the same check (each
--- users row exists and is locked KEY SHARE until the commit, so no one can delete it first),
--- made in one statement; the per-row triggers are then off for this transaction only (SET
--- LOCAL). A missing sender fails the call as the foreign key would, with 23503.
-CREATE OR REPLACE FUNCTION storage_worker_write_v2(
+-- `sender_ids`, when given, holds every sender of the batch once, sorted: they are checked
+-- once (storage_worker_check_senders_v3) instead of per dialog. With `triggers_off`, the
+-- per-row triggers of older tables' foreign keys are then off for this transaction only (SET
+-- LOCAL): the same check, made once.
+--
+-- Then each dialog's row in `dialogs` takes the batch's newest seq and time, in the same
+-- transaction, locked in (lo, hi) order (so two lanes sharing dialogs cannot deadlock) and
+-- only at the end, so a lane waiting for another's commit waits for that commit only.
+CREATE OR REPLACE FUNCTION storage_worker_write_v3(
     los int[], his int[], ends int[],
     seqs bigint[], ids uuid[], sent_ats timestamptz[], senders int[], texts text[],
-    isolate boolean, skip_stored boolean, sender_ids int[]
+    isolate boolean, skip_stored boolean, sender_ids int[], triggers_off boolean
 ) RETURNS TABLE (dialog int, item int, inserted int, state text, reason text)
 LANGUAGE plpgsql AS $fn$
 DECLARE
+    n int := coalesce(array_length(los, 1), 0);
     first int := 1;
     last int;
-    found int;
 BEGIN
     IF sender_ids IS NOT NULL THEN
-        SELECT count(*) INTO found
-        FROM (SELECT 1 FROM users WHERE id = ANY(sender_ids) ORDER BY id FOR KEY SHARE) AS locked;
-        IF found <> cardinality(sender_ids) THEN
-            RAISE foreign_key_violation USING MESSAGE = format(
-                '%s of the batch''s %s senders are not in "users"', cardinality(sender_ids) - found,
-                cardinality(sender_ids));
+        PERFORM storage_worker_check_senders_v3(sender_ids);
+        IF triggers_off THEN
+            SET LOCAL session_replication_role = replica;
         END IF;
-        SET LOCAL session_replication_role = replica;
     END IF;
-    FOR d IN 1 .. coalesce(array_length(los, 1), 0) LOOP
+    FOR d IN 1 .. n LOOP
         last := ends[d];
         IF isolate THEN
-            RETURN QUERY SELECT * FROM storage_worker_isolated_v2(
+            RETURN QUERY SELECT * FROM storage_worker_isolated_v3(
                 d, los[d], his[d], seqs[first:last], ids[first:last], sent_ats[first:last],
                 senders[first:last], texts[first:last]);
         ELSE
             dialog := d; item := NULL; state := NULL; reason := NULL;
-            inserted := storage_worker_insert_v2(
+            inserted := storage_worker_insert_v3(
                 los[d], his[d], seqs[first:last], ids[first:last], sent_ats[first:last],
-                senders[first:last], texts[first:last], skip_stored);
+                senders[first:last], texts[first:last], skip_stored, sender_ids IS NULL);
             RETURN NEXT;
         END IF;
         first := last + 1;
     END LOOP;
+    IF NOT isolate AND n > 0 THEN
+        PERFORM 1 FROM dialogs
+        WHERE (lo, hi) IN (SELECT * FROM unnest(los, his))
+        ORDER BY lo, hi FOR NO KEY UPDATE;
+        UPDATE dialogs d SET last_seq = t.seq, last_at = greatest(d.last_at, t.at)
+        FROM (
+            SELECT los[k] AS lo, his[k] AS hi, max(seqs[i]) AS seq, max(sent_ats[i]) AS at
+            FROM generate_series(1, n) AS k,
+                 generate_series(CASE WHEN k = 1 THEN 1 ELSE ends[k - 1] + 1 END, ends[k]) AS i
+            GROUP BY k
+        ) AS t
+        WHERE d.lo = t.lo AND d.hi = t.hi AND d.last_seq < t.seq;
+    END IF;
 END
 $fn$;
 """

@@ -64,8 +64,8 @@ def reason_of(state: str, message: str) -> str:
 class Writer:
     """Writes batches through one connection of the pool, held across batches."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.held = HeldConnection(pool)
+    def __init__(self, pool: asyncpg.Pool, *, max_tables: int = 2000, life_seconds: float = 900.0) -> None:
+        self.held = HeldConnection(pool, max_tables=max_tables, life_seconds=life_seconds)
 
     async def write(self, batches: list[DialogBatch]) -> list[StoreResult]:
         """Store the batches; raises only when PostgreSQL is unreachable (see :func:`is_outage`),
@@ -74,19 +74,23 @@ class Writer:
             return []
         try:
             conn = await self.held.get()
-            return await _write(conn, batches, self.held.per_batch_checks)
+            results = await _write(conn, batches, self.held.per_batch_checks)
         except BaseException:
             # Refused statements are handled inside; what gets here is a broken connection, a
             # cancel mid-call or a bug, after which the connection's state is unknown.
             await self.held.drop()
             raise
+        # Committed (or refused): only now may the connection be counted toward its
+        # replacement, which happens before the next batch, never under one.
+        self.held.written(batch.key for batch in batches)
+        return results
 
     async def warm(self) -> None:
         """Connect and have the statement prepared (and its types looked up) before the first
         batch, so that batch pays for neither. Failing that, the first write connects."""
         try:
             conn = await self.held.get()
-            await conn.fetch(sql.WRITE_BATCH, *arguments([]), False, False, None)
+            await conn.fetch(sql.WRITE_BATCH, *arguments([]), False, False, None, False)
         except Exception as exc:
             log.info("could not prepare a connection ahead of the first batch (%s)", describe(exc))
             await self.held.drop()
@@ -153,8 +157,10 @@ async def _call(
     conn: Connection, batches: list[DialogBatch], *, isolate: bool, skip_stored: bool, per_batch_checks: bool
 ) -> list[StoreResult]:
     columns = arguments(batches)
-    sender_ids = sorted(set(columns[SENDERS])) if per_batch_checks else None
-    args = (*columns, isolate, skip_stored, sender_ids)
+    # Isolated calls check each dialog's senders on their own, so that a missing one fails its
+    # rows only.
+    sender_ids = None if isolate else sorted(set(columns[SENDERS]))
+    args = (*columns, isolate, skip_stored, sender_ids, per_batch_checks)
     try:
         records = await conn.fetch(sql.WRITE_BATCH, *args)
     except asyncpg.UndefinedFunctionError:

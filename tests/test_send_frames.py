@@ -54,9 +54,12 @@ def expected_event(message: Message, skip_conn: str) -> bytes:
     return _encode(UserEvent(frame=frame, skip_conn=skip_conn, dialog_id=message.dialog_id, seq=message.seq))
 
 
-def expected_reply(message: Message, conn: str, client_msg_id: str, ref: str | None) -> bytes:
+def expected_reply(message: Message, conn: str, client_msg_id: str, ref: str | None, request: int = 0) -> bytes:
     frame = msgspec.Raw(_encode(Sent(client_msg_id=client_msg_id, message=message, ref=ref)))
-    return _encode(ConnReply(conn=conn, frame=frame, answers=frame_tag(Send)))
+    reply = _encode(ConnReply(conn=conn, frame=frame, answers=frame_tag(Send), request=request))
+    # send_pieces writes the request number even when it is 0 (decoded the same as omitted).
+    return reply if request else reply[:-1] + b',"request":0}'
+
 
 
 # --- the pieces, without Redis ---------------------------------------------------------------
@@ -64,10 +67,12 @@ def expected_reply(message: Message, conn: str, client_msg_id: str, ref: str | N
 
 @pytest.mark.parametrize("text", TEXTS)
 @pytest.mark.parametrize("ref", [None, "r-1", 'ref "quoted"'])
-def test_pieces_join_to_what_msgspec_encodes(text: str, ref: str | None) -> None:
+@pytest.mark.parametrize("request_no", [0, 77])
+def test_pieces_join_to_what_msgspec_encodes(text: str, ref: str | None, request_no: int) -> None:
     message, conn, ref = message_of(1234567, text, ref)
     message_before, message_after, event_before_seq, reply_before, reply_after = send_pieces(
         message.id, message.dialog_id, message.sender, message.text, message.sent_at, conn, "cmid-1", ref,
+        request_no,
     )
     # What accept.lua does with them.
     seq = str(message.seq).encode()
@@ -76,7 +81,8 @@ def test_pieces_join_to_what_msgspec_encodes(text: str, ref: str | None) -> None
     reply = reply_before + joined + reply_after
     assert joined == _encode(message)
     assert event == expected_event(message, conn)
-    assert reply == expected_reply(message, conn, "cmid-1", ref)
+    assert reply == expected_reply(message, conn, "cmid-1", ref, request_no)
+    assert msgspec.json.decode(reply, type=ConnReply).request == request_no
 
 
 def test_cut_checks_each_placeholder_once_and_in_order() -> None:
@@ -192,7 +198,9 @@ async def test_what_the_script_writes_decodes_into_the_envelopes(
     assert msgspec.json.decode(reply.frame, type=Sent, strict=True) == Sent(
         client_msg_id="c-1", message=message, ref=sent["ref"],
     )
-    assert reply_data == expected_reply(message, reply.conn, "c-1", sent["ref"])
+    # The gateway numbered the request; the reply says which one it answers.
+    assert reply.request > 0
+    assert reply_data == expected_reply(message, reply.conn, "c-1", sent["ref"], reply.request)
     for channel in (alice_channel, bob_channel):
         [event_data] = heard.on(channel)
         event = msgspec.json.decode(event_data, type=UserEvent, strict=True)
@@ -221,6 +229,7 @@ async def test_refless_and_repeated_sends_reply_as_msgspec_encodes(stack: Stack,
     one, two = (msgspec.json.decode(r.frame, type=Sent, strict=True) for r in envelopes)
     assert one.ref is None and two.ref == second["ref"]
     assert one.message == two.message and one.message.seq == 1
-    assert replies[0] == expected_reply(one.message, envelopes[0].conn, "c-2", None)
-    assert replies[1] == expected_reply(one.message, envelopes[1].conn, "c-2", second["ref"])
+    assert envelopes[0].request != envelopes[1].request
+    assert replies[0] == expected_reply(one.message, envelopes[0].conn, "c-2", None, envelopes[0].request)
+    assert replies[1] == expected_reply(one.message, envelopes[1].conn, "c-2", second["ref"], envelopes[1].request)
     assert first == msgspec.json.decode(envelopes[0].frame)

@@ -12,7 +12,7 @@ from importlib import resources
 import asyncpg
 import pytest
 
-from chatkit.db import dialog_table_ddl
+from chatkit.db import legacy_dialog_table_ddl
 from chatkit.dialogs import DialogKey
 from chatkit.settings import Settings
 from chatkit.streams import Entry
@@ -29,7 +29,8 @@ GHOST = 999
 
 @pytest.fixture
 async def key(db: asyncpg.Connection) -> DialogKey:
-    """A dialog of users 1 and 2, its table, and the storage functions."""
+    """A dialog of users 1 and 2, its table in the layout older databases hold (with a foreign
+    key to users), and the storage functions."""
     await db.execute(resources.files("chatkit").joinpath("schema.sql").read_text())
     for n in (1, 2):
         await db.execute(
@@ -37,7 +38,7 @@ async def key(db: asyncpg.Connection) -> DialogKey:
             n, f"user{n}", f"user{n}@example.com",
         )
     dialog = DialogKey.of(1, 2)
-    await db.execute(dialog_table_ddl(dialog))
+    await db.execute(legacy_dialog_table_ddl(dialog))
     await sql.install(db)
     return dialog
 
@@ -59,7 +60,7 @@ async def test_senders_are_checked_once_and_row_triggers_come_back_after_the_bat
     db: asyncpg.Connection, key: DialogKey
 ) -> None:
     assert await may_turn_row_triggers_off(db)
-    await db.fetch(sql.WRITE_BATCH, *arguments(batches(key, [1, 2, 1])), False, False, [1, 2])
+    await db.fetch(sql.WRITE_BATCH, *arguments(batches(key, [1, 2, 1])), False, False, [1, 2], True)
     assert await stored(db, key) == [(1, 1), (2, 2), (3, 1)]
     assert await db.fetchval("SHOW session_replication_role") == "origin"
     # The foreign key is still enforced for this session's next statements.
@@ -74,7 +75,7 @@ async def test_a_missing_sender_fails_the_batch_as_the_foreign_key_would(
     db: asyncpg.Connection, key: DialogKey
 ) -> None:
     with pytest.raises(asyncpg.ForeignKeyViolationError, match="1 of the batch's 2 senders"):
-        await db.fetch(sql.WRITE_BATCH, *arguments(batches(key, [1, GHOST])), False, False, [1, GHOST])
+        await db.fetch(sql.WRITE_BATCH, *arguments(batches(key, [1, GHOST])), False, False, [1, GHOST], True)
     assert await stored(db, key) == []
 
 
@@ -84,6 +85,10 @@ async def unprivileged(db: asyncpg.Connection, key: DialogKey) -> AsyncIterator[
     role = f"writer_{uuid.uuid4().hex[:12]}"
     await db.execute(f'CREATE ROLE "{role}" LOGIN')
     await db.execute(f'GRANT INSERT, SELECT ON {key.table} TO "{role}"')
+    # The batch's sender check locks users rows (FOR KEY SHARE needs an UPDATE grant), and
+    # each batch moves its dialogs' rows in `dialogs`.
+    await db.execute(f'GRANT SELECT, UPDATE (chats) ON users TO "{role}"')
+    await db.execute(f'GRANT SELECT, UPDATE ON dialogs TO "{role}"')
     try:
         yield role
     finally:

@@ -50,11 +50,12 @@ async def users_locked(settings: Settings) -> AsyncIterator[None]:
 
 
 async def sync_blocked(db: asyncpg.Connection) -> None:
-    """Until a query on the users' dialog lists (`chats`) waits for the lock: the sync has
-    left the gateway, so the gateway is holding this connection's live events."""
+    """Until a query reading `users` (the sync's read of the user's dialogs, which joins it)
+    waits for the lock: the sync has left the gateway, so the gateway is holding this
+    connection's live events."""
     waiting = (
         "SELECT count(*) FROM pg_stat_activity "
-        "WHERE wait_event_type = 'Lock' AND query LIKE '%chats%' AND pid <> pg_backend_pid()"
+        "WHERE wait_event_type = 'Lock' AND query LIKE '%users%' AND pid <> pg_backend_pid()"
     )
     await wait_for_value(lambda: db.fetchval(waiting), lambda n: n >= 1, "the sync to wait for the users lock")
 

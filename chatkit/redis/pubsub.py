@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 # Silence longer than this gets a PING; no answer in as long again means the link is dead.
 PROBE_SECONDS = 2.0
+# A probe's timer that fires this much later than due says the process was not running (paused
+# with SIGSTOP, a blocked loop): the answer may be waiting unread, so the wait starts again.
+STALL_SECONDS = 1.0
 # Channels per SUBSCRIBE command when resubscribing many users at once.
 SUBSCRIBE_CHUNK = 1000
 CONNECT_TIMEOUT = 5.0
@@ -130,9 +133,15 @@ class Subscriber(Generic[M]):
     async def _read(self) -> None:
         if self._reader is None or not self._up:
             raise EOFError("not connected")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             data = await asyncio.wait_for(self._reader.read(1 << 16), PROBE_SECONDS)
         except TimeoutError:
+            if loop.time() - started > PROBE_SECONDS + STALL_SECONDS:
+                # Not silence: this process was paused. Redis's answer, if any, is unread yet
+                # (a loop may run due timers before reading sockets, as uvloop does).
+                return
             if self._probing:
                 raise EOFError(f"no answer to PING in {PROBE_SECONDS:g} s") from None
             self._probing = True

@@ -1,4 +1,4 @@
-"""Programs from Debian that some tests need (nginx, chromium). `.ci/system-packages` installs
+"""Programs from Debian that some tests need (nginx, chromium, promtool). `.ci/system-packages` installs
 them where it can (`make test` and `.ci/run` run it); where it could not, the test skips with
 the reason, except under CI=true, where a missing program fails the test."""
 
