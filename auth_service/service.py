@@ -13,6 +13,7 @@ from chatkit import keys
 from chatkit.db import apply_schema, create_pool
 from chatkit.health import Health
 from chatkit.ops_server import ops_server
+from chatkit.partitions import Partitions
 from chatkit.redis import RedisClient
 from chatkit.service import RequestService
 from chatkit.settings import Settings
@@ -31,15 +32,20 @@ async def serve(settings: Settings) -> None:
     if len(settings.secret.encode()) < _SHORT_SECRET_BYTES:
         log.warning("CHAT_SECRET is shorter than %d bytes; use a long random one", _SHORT_SECRET_BYTES)
     redis = RedisClient.from_url(settings.redis_url)
-    health = Health("auth_service", redis, [Watched(keys.AUTH_REQUESTS, keys.AUTH_GROUP)], needs_database=True)
+    streams = tuple(keys.auth_requests(tag) for tag in Partitions(settings.partitions).tags())
+    health = Health(
+        "auth_service", redis, [Watched(keys.AUTH_REQUESTS_FAMILY, keys.AUTH_GROUP, streams)], needs_database=True,
+    )
     try:
         async with ops_server(health, settings.metrics_host, settings.metrics_port):
-            await _serve(settings, redis, tokens, health)
+            await _serve(settings, redis, tokens, health, streams)
     finally:
         await redis.close()
 
 
-async def _serve(settings: Settings, redis: RedisClient, tokens: Tokens, health: Health) -> None:
+async def _serve(
+    settings: Settings, redis: RedisClient, tokens: Tokens, health: Health, streams: tuple[str, ...],
+) -> None:
     pool = await create_pool(settings.database_url, wait_seconds=math.inf)
     try:
         await apply_schema(pool)
@@ -48,10 +54,12 @@ async def _serve(settings: Settings, redis: RedisClient, tokens: Tokens, health:
         await passwords.prepare()
         handler = AuthHandler(pool, passwords, tokens, Sessions(redis, settings.token_ttl_seconds))
         service = RequestService(
-            redis, settings, stream=keys.AUTH_REQUESTS, group=keys.AUTH_GROUP, handler=handler.handle,
+            redis, settings, streams=streams, group=keys.AUTH_GROUP, handler=handler.handle,
             health=health,
         )
-        log.info("auth_service %s serving %s", settings.instance, keys.AUTH_REQUESTS)
+        log.info(
+            "auth_service %s serving %s (%d partitions)", settings.instance, keys.AUTH_REQUESTS_FAMILY, len(streams),
+        )
         try:
             await service.run()
         finally:

@@ -29,12 +29,18 @@ import msgspec
 from chat_service.dialog_summary import dialog_page
 from chatkit import db, keys
 from chatkit.dialogs import DialogKey
+from chatkit.partitions import Partitions
 from chatkit.redis import RedisClient
+from chatkit.settings import Settings
 from chatkit.wire import Message, UserRef, wire_time
 from devstack.embedded import start_postgres, start_valkey
 
 _encode = msgspec.json.Encoder().encode
 BATCH = 500
+
+
+# The layout's default partitioning (CHAT_PARTITIONS): the bench's own servers use it.
+partitions = Partitions(Settings().partitions)
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -87,10 +93,10 @@ async def populate(admin: asyncpg.Connection, redis: RedisClient, n: int, progre
                 pending = Message(id=str(uuid.uuid4()), dialog_id=key.id, seq=4,
                                   sender=UserRef(id=peer, username=f"u{peer}"), text="not stored yet",
                                   sent_at=wire_time(datetime.now(UTC)))
-                await redis.call("ZADD", keys.dialog_pending(key.id), 4, _encode(pending))
-                await redis.call("SET", keys.dialog_seq(key.id), 4)
+                await redis.call("ZADD", keys.dialog_pending(partitions.dialog_tag(key), key.id), 4, _encode(pending))
+                await redis.call("SET", keys.dialog_seq(partitions.dialog_tag(key), key.id), 4)
             else:
-                await redis.call("SET", keys.dialog_seq(key.id), 3)
+                await redis.call("SET", keys.dialog_seq(partitions.dialog_tag(key), key.id), 3)
         progress(f"  {min(n, first - 2 + BATCH):,} / {n:,} dialogs made")
 
 
@@ -106,23 +112,23 @@ async def one_size(n: int, root: Path, args: argparse.Namespace, progress: Calla
             progress(f"== user 1 with {n:,} dialogs: making them")
             await populate(admin, redis, n, progress)
             await admin.execute("VACUUM ANALYZE dialogs")
-            page, _ = await dialog_page(pool, redis, 1, limit=50, cursor=None)
+            page, _ = await dialog_page(pool, redis, partitions, 1, limit=50, cursor=None)
             assert len(page) == min(50, n) and page[0].unread >= 1, page[:1]
             result: dict[str, Any] = {"dialogs": n}
             result["first_page_50"] = await timed(
-                args.calls, lambda: dialog_page(pool, redis, 1, limit=50, cursor=None))
+                args.calls, lambda: dialog_page(pool, redis, partitions, 1, limit=50, cursor=None))
             progress(f"  first page of 50: {result['first_page_50']}")
             # A page deep in the list: the cursor of the page before it, walked to once.
             depth = min(10, max(1, n // 50))
             cursor = None
             for _ in range(depth - 1):
-                _, cursor = await dialog_page(pool, redis, 1, limit=50, cursor=cursor)
+                _, cursor = await dialog_page(pool, redis, partitions, 1, limit=50, cursor=cursor)
             result["page_depth"] = depth
             result["deep_page_50"] = await timed(
-                args.calls, lambda: dialog_page(pool, redis, 1, limit=50, cursor=cursor))
+                args.calls, lambda: dialog_page(pool, redis, partitions, 1, limit=50, cursor=cursor))
             progress(f"  page {depth} of 50: {result['deep_page_50']}")
             result["default_page_100"] = await timed(
-                args.calls, lambda: dialog_page(pool, redis, 1, limit=None, cursor=None))
+                args.calls, lambda: dialog_page(pool, redis, partitions, 1, limit=None, cursor=None))
             progress(f"  first page, no limit given (100): {result['default_page_100']}")
             return result
         finally:

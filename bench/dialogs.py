@@ -40,7 +40,7 @@ import redis.asyncio as aioredis
 
 from bench.procs import Group
 from bench.run import machine
-from bench.storage import drained
+from bench.storage import PARTITIONS, drained
 from chat_service import dialog_list, store
 from chat_service.history import HistoryReader
 from chatkit import db, keys
@@ -162,11 +162,12 @@ async def store_all(
 ) -> dict[str, Any]:
     redis = aioredis.Redis.from_url(redis_url)
     try:
-        await redis.delete(keys.MESSAGES)
+        await redis.delete(*(keys.messages(tag) for tag in PARTITIONS.tags()))
         for start in range(0, len(messages), 5000):
             async with redis.pipeline(transaction=False) as pipe:
                 for message in messages[start:start + 5000]:
-                    pipe.xadd(keys.MESSAGES, {ENTRY_FIELD: _encode(message)})
+                    stream = keys.messages(PARTITIONS.dialog_tag(DialogKey.parse(message.dialog_id)))
+                    pipe.xadd(stream, {ENTRY_FIELD: _encode(message)})
                 await pipe.execute()
         samples: list[dict[str, Any]] = []
         with Group(root / "logs") as group:
@@ -273,7 +274,7 @@ async def one_size(args: argparse.Namespace, n: int, root: Path, progress: Calla
             await admin.execute("CHECKPOINT")
             size2, _ = await database_and_catalogue_bytes(admin)
             result["stored_tables"] = {"database_bytes_per_dialog": round((size2 - size0) / n)}
-            reader = HistoryReader(redis, pool)
+            reader = HistoryReader(redis, PARTITIONS, pool)
             sample = random.Random(1).sample(keys_, min(len(keys_), 1000))
             it = iter(sample * 2)
             result["history"] = await timed(len(sample), lambda: reader.page(next(it), before=None, limit=50))

@@ -29,6 +29,8 @@ from chatkit import keys
 from chatkit.db import apply_schema, create_pool, dialog_table_ddl
 from chatkit.dialogs import DialogKey
 from chatkit.envelopes import ENTRY_FIELD
+from chatkit.partitions import Partitions
+from chatkit.settings import Settings
 from chatkit.wire import Message, UserRef, wire_time
 from devstack.embedded import start_postgres, start_valkey
 
@@ -80,19 +82,34 @@ async def prepare_database(pool: asyncpg.Pool, dialog_keys: list[DialogKey]) -> 
     await pool.executemany("INSERT INTO dialogs (lo, hi) VALUES ($1, $2)", [(k.lo, k.hi) for k in dialog_keys])
 
 
+# The messages stream's partitions as the worker under test reads them (default CHAT_PARTITIONS).
+PARTITIONS = Partitions(Settings().partitions)
+
+
 async def fill_stream(redis: aioredis.Redis, messages: list[Message], progress: Callable[[str], None]) -> None:
     for start in range(0, len(messages), 5000):
         async with redis.pipeline(transaction=False) as pipe:
             for message in messages[start:start + 5000]:
-                pipe.xadd(keys.MESSAGES, {ENTRY_FIELD: _encode(message)})
+                stream = keys.messages(PARTITIONS.dialog_tag(DialogKey.parse(message.dialog_id)))
+                pipe.xadd(stream, {ENTRY_FIELD: _encode(message)})
             await pipe.execute()
-    progress(f"  {len(messages):,} entries on {keys.MESSAGES}")
+    progress(f"  {len(messages):,} entries on the {PARTITIONS.count} partitions of the messages stream")
 
 
 async def drained(redis: aioredis.Redis) -> tuple[bool, int]:
     """(whether the storage group has read and acknowledged everything, entries still to do)."""
+    done, left = True, 0
+    for tag in PARTITIONS.tags():
+        one_done, one_left = await _drained(redis, keys.messages(tag))
+        if one_left < 0:
+            return False, -1
+        done, left = done and one_done, left + one_left
+    return done, left
+
+
+async def _drained(redis: aioredis.Redis, stream: str) -> tuple[bool, int]:
     try:
-        groups = await redis.xinfo_groups(keys.MESSAGES)
+        groups = await redis.xinfo_groups(stream)
     except aioredis.ResponseError:
         return False, -1
     for group in groups:

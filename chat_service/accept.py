@@ -15,24 +15,28 @@ from chat_service.send_frames import EVENT_AFTER_SEQ, EVENT_BEFORE_MESSAGE
 from chatkit import keys
 from chatkit.envelopes import ENTRY_FIELD
 
+# The script as the file has it, starting '#!lua' (Redis 7+ / Valkey: the server checks that
+# its keys are declared and share a slot); PLAIN without that line, for an older server.
 SCRIPT = resources.files("chat_service").joinpath("accept.lua").read_text()
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+PLAIN_SCRIPT = SCRIPT.split("\n", 1)[1]
+PLAIN_SHA = hashlib.sha1(PLAIN_SCRIPT.encode()).hexdigest()
 
 
 class AcceptCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One accept.lua call: the KEYS fields, then the ARGV fields (from ``message_before_seq``).
+    """One accept.lua call: the KEYS fields, then the ARGV fields (from ``lo_channel``).
     What is the same for every send is a default, set here once."""
 
     # KEYS
     seq_counter: str
     idempotency_record: str
     pending: str
-    messages_stream: str = keys.MESSAGES
+    messages_stream: str
+    request_stream: str
+    # ARGV
     lo_channel: str
     hi_channel: str
     gateway_channel: str
-    request_stream: str = keys.CHAT_REQUESTS
-    # ARGV
     message_before_seq: bytes
     message_after_seq: bytes
     event_before_message: bytes = EVENT_BEFORE_MESSAGE
@@ -46,6 +50,7 @@ class AcceptCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     entry_field: bytes = ENTRY_FIELD
     request_group: str = keys.CHAT_GROUP
     request_entry_id: bytes
+    message_id: str
 
     def keys(self) -> tuple[str, ...]:
         values: tuple[str, ...] = astuple(self)[:_KEY_COUNT]
@@ -56,6 +61,6 @@ class AcceptCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return values
 
 
-_KEY_COUNT = AcceptCall.__struct_fields__.index("message_before_seq")
+_KEY_COUNT = AcceptCall.__struct_fields__.index("lo_channel")
 KEY_FIELDS = AcceptCall.__struct_fields__[:_KEY_COUNT]
 ARG_FIELDS = AcceptCall.__struct_fields__[_KEY_COUNT:]

@@ -24,6 +24,7 @@ from chat_service import reads
 from chat_service.dialog_list import Cursor, DialogActivity, dialogs_by_activity
 from chatkit import keys, presence
 from chatkit.errors import RequestError
+from chatkit.partitions import Partitions
 from chatkit.redis import RedisClient
 from chatkit.wire import DialogSummary, Message, Peer, UserRef, wire_time
 
@@ -82,7 +83,8 @@ def decode_cursor(text: str) -> Cursor:
 
 
 async def dialog_page(
-    pool: asyncpg.Pool, redis: RedisClient, me: int, *, limit: int | None, cursor: str | None,
+    pool: asyncpg.Pool, redis: RedisClient, partitions: Partitions, me: int, *, limit: int | None,
+    cursor: str | None,
 ) -> tuple[list[DialogSummary], str | None]:
     """One page of ``me``'s dialogs, newest activity first, and the cursor of the next page."""
     after = decode_cursor(cursor) if cursor is not None else None
@@ -96,7 +98,8 @@ async def dialog_page(
     mine = [marks.get(d.key.id, {}).get(str(me), 0) for d in page]
     state = cast(list[list[Any]], await redis.eval_script(
         STATE_SHA, STATE,
-        keys=[k for d in page for k in (keys.dialog_seq(d.key.id), keys.dialog_pending(d.key.id))],
+        keys=[k for d in page for k in (keys.dialog_seq(partitions.dialog_tag(d.key), d.key.id),
+                                        keys.dialog_pending(partitions.dialog_tag(d.key), d.key.id))],
         args=[a for d, mark in zip(page, mine, strict=True) for a in (d.peer.id, mark)],
     ))
     online = await presence.online(redis, [d.peer.id for d in page])

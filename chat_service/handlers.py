@@ -131,8 +131,10 @@ class ChatHandlers:
         if "\x00" in text:
             # PostgreSQL text cannot hold NUL: such a message would be sent but never stored.
             raise RequestError("invalid", "text: expected no NUL (U+0000) characters")
-        origin = Origin(gateway=request.gateway, conn=request.conn, ref=frame.ref, entry_id=outbox.entry_id,
-                        request=request.request)
+        origin = Origin(
+            gateway=request.gateway, conn=request.conn, ref=frame.ref, entry_id=outbox.entry_id, stream=outbox.stream,
+            request=request.request,
+        )
         try:
             await self.sequencer.accept(key, user, text, frame.client_msg_id, origin)
         except FloorNeeded:
@@ -161,7 +163,8 @@ class ChatHandlers:
 
     async def list_dialogs(self, frame: ListDialogs, user: UserRef, request: Request, outbox: Outbox) -> None:
         dialogs, next_cursor = await dialog_page(
-            self.pool, self.sequencer.pipeline, user.id, limit=frame.limit, cursor=frame.cursor
+            self.pool, self.sequencer.pipeline, self.sequencer.partitions, user.id, limit=frame.limit,
+            cursor=frame.cursor,
         )
         outbox.reply(DialogsReply(dialogs=dialogs, next_cursor=next_cursor))
 
@@ -171,17 +174,19 @@ class ChatHandlers:
         redis = self.sequencer.pipeline
         per_second = self.settings.typing_per_second
         try:
-            await typing.forward(redis, key, user.id, request.conn, per_second)
+            await typing.forward(redis, self.sequencer.partitions, key, user.id, request.conn, per_second)
         except typing.Unknown:
             if not await store.dialog_exists(self.pool, key):
                 raise RequestError("not_member", f"no dialog {frame.dialog_id!r} of yours") from None
-            await typing.forward(redis, key, user.id, request.conn, per_second, known=True)
+            await typing.forward(redis, self.sequencer.partitions, key, user.id, request.conn, per_second, known=True)
         if frame.ref is not None:
             outbox.reply(TypingEvent(dialog_id=key.id, user_id=user.id))
 
     async def read(self, frame: Read, user: UserRef, request: Request, outbox: Outbox) -> None:
         key = self._member_key(user, frame.dialog_id)
-        mark, moved = await reads.mark_read(self.pool, self.sequencer.pipeline, key, user.id, frame.seq)
+        mark, moved = await reads.mark_read(
+            self.pool, self.sequencer.pipeline, self.sequencer.partitions, key, user.id, frame.seq
+        )
         event = ReadEvent(dialog_id=key.id, user_id=user.id, seq=mark)
         outbox.reply(event)
         if moved:

@@ -17,6 +17,7 @@ import msgspec
 from chat_service import store
 from chatkit import keys
 from chatkit.dialogs import DialogKey
+from chatkit.partitions import Partitions
 from chatkit.redis import RedisClient, first_error
 from chatkit.wire import Message
 
@@ -24,15 +25,16 @@ _decode_message = msgspec.json.Decoder(Message).decode
 
 
 class HistoryReader:
-    def __init__(self, redis: RedisClient, pool: asyncpg.Pool) -> None:
+    def __init__(self, redis: RedisClient, partitions: Partitions, pool: asyncpg.Pool) -> None:
         self.redis = redis
+        self.partitions = partitions
         self.pool = pool
 
     async def page(self, key: DialogKey, *, before: int | None, limit: int) -> list[Message]:
         """The `limit` newest messages with seq < before, oldest first."""
         top = "+inf" if before is None else f"({before}"
         raw_seq, pending = await self._snapshot_read(
-            key, ("ZREVRANGEBYSCORE", keys.dialog_pending(key.id), top, "-inf", "LIMIT", 0, limit)
+            key, ("ZREVRANGEBYSCORE", self._pending(key), top, "-inf", "LIMIT", 0, limit)
         )
         snapshot = _snapshot(raw_seq)
         bound = min(before if before is not None else math.inf, snapshot + 1)
@@ -45,7 +47,7 @@ class HistoryReader:
         """The `limit` oldest messages with seq > after, oldest first, and the snapshot seq
         (None when Redis has no counter for the dialog)."""
         raw_seq, pending = await self._snapshot_read(
-            key, ("ZRANGEBYSCORE", keys.dialog_pending(key.id), f"({after}", "+inf", "LIMIT", 0, limit)
+            key, ("ZRANGEBYSCORE", self._pending(key), f"({after}", "+inf", "LIMIT", 0, limit)
         )
         snapshot = _snapshot(raw_seq)
         stored = await store.stored_messages(
@@ -54,9 +56,13 @@ class HistoryReader:
         messages = _merge(stored, pending, snapshot)[:limit]
         return messages, None if math.isinf(snapshot) else int(snapshot)
 
+    def _pending(self, key: DialogKey) -> str:
+        return keys.dialog_pending(self.partitions.dialog_tag(key), key.id)
+
     async def _snapshot_read(self, key: DialogKey, pending_range: tuple[Any, ...]) -> tuple[bytes | None, list[bytes]]:
         """The seq counter and a range of the pending set, read together."""
-        replies = await self.redis.transaction(("GET", keys.dialog_seq(key.id)), pending_range)
+        seq_counter = keys.dialog_seq(self.partitions.dialog_tag(key), key.id)
+        replies = await self.redis.transaction(("GET", seq_counter), pending_range)
         if (error := first_error(replies)) is not None:
             raise error
         raw_seq, pending = replies

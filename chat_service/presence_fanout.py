@@ -42,7 +42,7 @@ async def fan_out(pool: asyncpg.Pool, redis: RedisClient, change: presence.Prese
 
 async def run_fanout(pool: asyncpg.Pool, redis: RedisClient, settings: Settings) -> None:
     consumer = StreamConsumer(
-        redis, keys.PRESENCE_CHANGES, keys.PRESENCE_GROUP, settings.instance,
+        redis, [keys.PRESENCE_CHANGES], keys.PRESENCE_GROUP, settings.instance,
         claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
     )
     backoff = Backoff()
@@ -60,7 +60,7 @@ async def run_fanout(pool: asyncpg.Pool, redis: RedisClient, settings: Settings)
                             raise
                         except Exception as exc:
                             log.warning("presence change %s not fanned out: %r", entry.id.decode(), exc)
-                    await consumer.ack(*(entry.id for entry in entries))
+                    await consumer.ack(keys.PRESENCE_CHANGES, *(entry.id for entry in entries))
             except REDIS_DOWN as exc:
                 log.warning("presence fan-out: Redis unreachable (%s); retrying", exc)
                 await backoff.wait()

@@ -9,6 +9,7 @@ from chat_service import store
 from chatkit import keys
 from chatkit.dialogs import DialogKey
 from chatkit.errors import RequestError
+from chatkit.partitions import Partitions
 from chatkit.redis import RedisClient
 
 
@@ -17,9 +18,9 @@ def _column(key: DialogKey, user_id: int) -> str:
     return "lo_read" if user_id == key.lo else "hi_read"
 
 
-async def last_seq(pool: asyncpg.Pool, redis: RedisClient, key: DialogKey) -> int:
+async def last_seq(pool: asyncpg.Pool, redis: RedisClient, partitions: Partitions, key: DialogKey) -> int:
     """The dialog's last seq given out (stored or not); not_member if there is no such dialog."""
-    counter = await redis.call("GET", keys.dialog_seq(key.id))
+    counter = await redis.call("GET", keys.dialog_seq(partitions.dialog_tag(key), key.id))
     if counter is not None:
         return int(counter)
     # Redis does not know the dialog (never sent to since Redis lost its data, or no dialog).
@@ -28,9 +29,11 @@ async def last_seq(pool: asyncpg.Pool, redis: RedisClient, key: DialogKey) -> in
     return await store.last_stored_seq(pool, key)
 
 
-async def mark_read(pool: asyncpg.Pool, redis: RedisClient, key: DialogKey, user_id: int, seq: int) -> tuple[int, bool]:
+async def mark_read(
+    pool: asyncpg.Pool, redis: RedisClient, partitions: Partitions, key: DialogKey, user_id: int, seq: int,
+) -> tuple[int, bool]:
     """Move ``user_id``'s read mark to ``seq``: (the mark now, whether it moved)."""
-    last = await last_seq(pool, redis, key)
+    last = await last_seq(pool, redis, partitions, key)
     if seq > last:
         raise RequestError("invalid", f"seq: expected at most {last} (the dialog's last seq), got {seq}")
     column = _column(key, user_id)

@@ -3,7 +3,7 @@ and its seq, which only the script knows. Each envelope is encoded once, at impo
 placeholders (chatkit.template), and cut there; per send only the values that vary are encoded.
 
     message  wire.Message                                              the stream entry, the
-             <message_before_seq> seq <message_after_seq>              idempotency record
+             <message_before_seq> seq <message_after_seq>              pending set
     event    envelopes.UserEvent(frame=wire.MessageEvent(message),     both users' channels
              skip_conn, dialog_id, seq)
              <EVENT_BEFORE_MESSAGE> message <event_before_seq> seq <EVENT_AFTER_SEQ>

@@ -11,6 +11,7 @@ import msgspec
 from chatkit import keys
 from chatkit.dialogs import DialogKey
 from chatkit.envelopes import UserEvent
+from chatkit.partitions import Partitions
 from chatkit.redis import RedisClient
 from chatkit.wire import TypingEvent
 
@@ -38,7 +39,8 @@ class Unknown(Exception):
 
 
 async def forward(
-    redis: RedisClient, key: DialogKey, user_id: int, conn: str, per_second: int, *, known: bool = False,
+    redis: RedisClient, partitions: Partitions, key: DialogKey, user_id: int, conn: str, per_second: int, *,
+    known: bool = False,
 ) -> bool:
     """Publish a typing event unless the gate is shut; True when it went out."""
     frame = msgspec.Raw(_encode(TypingEvent(dialog_id=key.id, user_id=user_id)))
@@ -47,7 +49,7 @@ async def forward(
     gate_ms = max(1, 1000 // max(1, per_second))
     outcome = await redis.eval_script(
         SHA, SCRIPT,
-        keys=(keys.dialog_seq(key.id), keys.typing_gate(key.id, user_id),
+        keys=(keys.dialog_seq(partitions.dialog_tag(key), key.id), keys.typing_gate(key.id, user_id),
               keys.user_channel(key.peer_of(user_id)), keys.user_channel(user_id)),
         args=(gate_ms, peer_event, own_event, "1" if known else "0"),
     )

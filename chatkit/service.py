@@ -1,5 +1,5 @@
 """The loop shared by the request-handling services (auth_service, chat_service): read client
-requests from a stream, hand each to a handler as a typed :class:`Request`, publish what the
+requests from the streams of every partition, hand each to a handler as a typed :class:`Request`, publish what the
 handler answers, acknowledge. A request is acknowledged only once its answer is published, so a
 replica killed mid-request leaves it pending for another replica to claim."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -22,7 +22,7 @@ from chatkit.logs import request_id
 from chatkit.metrics import RequestMetrics
 from chatkit.redis import REDIS_DOWN, RedisClient
 from chatkit.settings import Settings
-from chatkit.streams import Entry, StreamConsumer, ensure_group
+from chatkit.streams import Entry, StreamConsumer, ensure_groups
 from chatkit.wire import Error, Reply, UserRef
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,9 @@ class Outbox:
     """What a handler answers: one direct reply, and events for users' connections."""
 
     request: Request
-    # The stream entry the request came in, for a handler that acknowledges it itself.
+    # The stream entry the request came in, and its stream, for a handler that acknowledges it itself.
     entry_id: bytes = b""
+    stream: str = ""
     # Set by a handler that published its reply and acknowledged the entry itself.
     answered: bool = False
     reply_frame: Reply | None = None
@@ -76,7 +77,7 @@ Handler = Callable[[Request, Outbox], Awaitable[None]]
 
 class RequestService:
     def __init__(
-        self, redis: RedisClient, settings: Settings, *, stream: str, group: str, handler: Handler,
+        self, redis: RedisClient, settings: Settings, *, streams: Sequence[str], group: str, handler: Handler,
         health: Health | None = None,
     ) -> None:
         """``redis`` is shared with the handler (the caller closes it); the consumer's blocking
@@ -85,10 +86,10 @@ class RequestService:
         self.health = health
         self.metrics = RequestMetrics(group)
         self.settings = settings
-        self.stream = stream
+        self.streams = list(streams)
         self.handler = handler
         self.consumer = StreamConsumer(
-            redis, stream, group, settings.instance,
+            redis, self.streams, group, settings.instance,
             claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
         )
         self._slots = asyncio.Semaphore(settings.service_concurrency)
@@ -99,7 +100,7 @@ class RequestService:
         backoff = Backoff()
         while True:
             try:
-                await ensure_group(self.redis, self.stream, self.consumer.group)
+                await ensure_groups(self.redis, self.streams, self.consumer.group)
                 backoff.reset()
                 if self.health is not None:
                     self.health.group_joined()
@@ -165,7 +166,7 @@ class RequestService:
             return
         frame_type: str = request.frame.__struct_config__.tag  # type: ignore[assignment]
         outcome = "ok"
-        outbox = Outbox(request, entry_id=entry.id)
+        outbox = Outbox(request, entry_id=entry.id, stream=entry.stream)
         try:
             await self.handler(request, outbox)
         except RequestError as exc:
@@ -213,5 +214,5 @@ class RequestService:
                 request=request.request,
             )
             calls.append(self.redis.call("PUBLISH", keys.gateway_channel(request.gateway), _encode(reply)))
-        calls.append(self.redis.call("XACK", self.stream, self.consumer.group, entry.id))
+        calls.append(self.redis.call("XACK", entry.stream, self.consumer.group, entry.id))
         await asyncio.gather(*calls)

@@ -70,9 +70,13 @@ class Settings:
     database_connection_life_seconds: int = 900
     # Gateway: frames queued for one slow client before it is disconnected.
     send_queue_limit: int = 1024
-    # How long a send's idempotency record (client_msg_id -> message) is kept: a retry after
-    # this long makes a new message. Each record holds the message, so this bounds Redis memory.
-    client_msg_id_ttl_seconds: int = 24 * 3600
+    # How long a send's idempotency record (client_msg_id -> the message's seq and id, about
+    # 150 bytes with its key) is kept: a resend after this long makes a new message. Minutes,
+    # long enough for a client's retries across a reconnect; it bounds Redis memory per message.
+    client_msg_id_ttl_seconds: int = 600
+    # Partitions of the data layout (chatkit/partitions.py): request and messages streams, and
+    # the hash tag of every dialog's keys. A power of two up to 1024. Changing it is a migration.
+    partitions: int = 16
     log_level: str = "INFO"
     # Presence: a gateway's heartbeat lives this long (renewed every third of it); a gateway
     # killed outright has its users shown offline in `dialogs` within this time, and announced

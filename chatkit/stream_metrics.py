@@ -13,9 +13,17 @@ from chatkit.redis import RedisClient
 
 @dataclass(frozen=True, slots=True)
 class Watched:
+    # The name the gauges carry: a stream, or the family of a partitioned one (chatkit/keys.py).
     stream: str
     # The group whose lag and pending count to report; None: the stream's length only.
     group: str | None = None
+    # A partitioned stream's partitions, summed into the family's gauges (consumers: the most
+    # any partition has); empty: ``stream`` itself.
+    partitions: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.partitions or (self.stream,)
 
 
 def group_fields(reply: object, group: str) -> dict[str, Any] | None:
@@ -42,21 +50,30 @@ class StreamSampler:
         """Refresh every gauge; returns what is wrong (a group that does not exist)."""
         problems: list[str] = []
         for watched in self.watched:
-            length = await self.redis.call("XLEN", watched.stream)
-            self._length[watched.stream].set(int(cast(int, length)))
+            lengths = [int(cast(int, await self.redis.call("XLEN", name))) for name in watched.names]
+            self._length[watched.stream].set(sum(lengths))
             if watched.group is None:
                 continue
-            fields = group_fields(await self._groups(watched.stream), watched.group)
-            if fields is None:
-                problems.append(f"consumer group {watched.group} of {watched.stream} does not exist")
+            pending = consumers = lag_sum = 0
+            missing = False
+            for name, length in zip(watched.names, lengths, strict=True):
+                fields = group_fields(await self._groups(name), watched.group)
+                if fields is None:
+                    problems.append(f"consumer group {watched.group} of {name} does not exist")
+                    missing = True
+                    break
+                pending += int(fields.get("pending") or 0)
+                consumers = max(consumers, int(fields.get("consumers") or 0))
+                # Redis 7 / Valkey: "lag" (nil when it cannot be computed: then the stream
+                # length is the honest upper bound).
+                lag = fields.get("lag")
+                lag_sum += int(lag) if lag is not None else length
+            if missing:
                 continue
             labels = (watched.stream, watched.group)
-            metrics.GROUP_PENDING.labels(*labels).set(int(fields.get("pending") or 0))
-            metrics.GROUP_CONSUMERS.labels(*labels).set(int(fields.get("consumers") or 0))
-            # Redis 7 / Valkey: "lag" (nil when it cannot be computed: then the stream length
-            # is the honest upper bound).
-            lag = fields.get("lag")
-            metrics.GROUP_LAG.labels(*labels).set(int(lag) if lag is not None else int(cast(int, length)))
+            metrics.GROUP_PENDING.labels(*labels).set(pending)
+            metrics.GROUP_CONSUMERS.labels(*labels).set(consumers)
+            metrics.GROUP_LAG.labels(*labels).set(lag_sum)
         return problems
 
     async def _groups(self, stream: str) -> object:

@@ -13,6 +13,7 @@ import msgspec
 
 from chatkit import keys, ratelimit
 from chatkit.envelopes import ENTRY_FIELD, Request
+from chatkit.partitions import Partitions
 from chatkit.redis import REDIS_DOWN, NoScript, RedisClient
 from chatkit.settings import Settings
 from chatkit.wire import ClientFrame, Send
@@ -51,6 +52,7 @@ MAX_FORWARD_BACKLOG = 5_000
 class GatewayNode:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.partitions = Partitions(settings.partitions)
         self.id = uuid.uuid4().hex[:12]
         self.channel = keys.gateway_channel(self.id)
         self.pipeline = RedisClient.from_url(settings.redis_url)
@@ -146,7 +148,7 @@ class GatewayNode:
         if self.deadlines.logins and conn.id in self.deadlines.logins:
             # A login or auth in flight here: this frame is handled as the user it establishes.
             await self.deadlines.login_settled(conn)
-        action = route(text, conn.user)
+        action = route(text, conn.user, self.partitions)
         if not isinstance(action, Forward):
             self.metrics.rejected.inc()
             conn.push(action.frame)

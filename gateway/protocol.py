@@ -5,19 +5,23 @@ Before login only register, login and auth are accepted."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from chatkit import keys
+from chatkit.dialogs import BadDialogId, DialogKey
 from chatkit.errors import RequestError
+from chatkit.partitions import Partitions
 from chatkit.wire import (
     ANONYMOUS_FRAME_TYPES,
     AUTH_FRAME_TYPES,
     CLIENT_FRAME_TYPES,
     ClientFrame,
     Error,
+    Send,
     UserRef,
     frame_tag,
 )
@@ -44,8 +48,9 @@ class Reject:
     frame: bytes
 
 
-def route(data: str | bytes, user: UserRef | None) -> Forward | Reject:
-    """Decide what to do with one text frame from a connection owned by ``user`` (or no one)."""
+def route(data: str | bytes, user: UserRef | None, partitions: Partitions) -> Forward | Reject:
+    """Decide what to do with one text frame from a connection owned by ``user`` (or no one),
+    and which partition of the service's request stream takes it."""
     try:
         frame = parse(data)
     except RequestError as exc:
@@ -54,8 +59,22 @@ def route(data: str | bytes, user: UserRef | None) -> Forward | Reject:
     if user is None and kind not in ANONYMOUS_FRAME_TYPES:
         return Reject(error_frame("unauthenticated", f"log in first: {kind!r} needs a logged-in connection",
                                   ref=frame.ref))
-    stream = keys.AUTH_REQUESTS if kind in AUTH_FRAME_TYPES else keys.CHAT_REQUESTS
+    tag = partitions.tag(request_partition(frame, user, data, partitions))
+    stream = keys.auth_requests(tag) if kind in AUTH_FRAME_TYPES else keys.chat_requests(tag)
     return Forward(stream, frame)
+
+
+def request_partition(frame: ClientFrame, user: UserRef | None, data: str | bytes, partitions: Partitions) -> int:
+    """A send goes to its dialog's partition (accept.lua acknowledges it in the dialog's slot);
+    any other request to its user's, and one before login to a partition its bytes pick."""
+    if isinstance(frame, Send):
+        try:
+            return partitions.of_dialog(DialogKey.parse(frame.dialog_id))
+        except BadDialogId:
+            pass  # refused by chat_service, from any partition
+    if user is not None:
+        return partitions.of_user(user.id)
+    return zlib.crc32(data.encode() if isinstance(data, str) else data) % partitions.count
 
 
 def parse(data: str | bytes) -> ClientFrame:

@@ -23,11 +23,18 @@ from dataclasses import dataclass
 
 from chatkit import keys
 from chatkit.envelopes import ENTRY_FIELD
+from chatkit.partitions import Partitions
 from chatkit.redis import REDIS_DOWN, RedisClient, first_error
 from chatkit.settings import Settings
 
-# The streams an entry may be replayed to: never one named only by the dead entry's own data.
-REPLAYABLE = frozenset({keys.AUTH_REQUESTS, keys.CHAT_REQUESTS, keys.MESSAGES})
+
+def replayable(partitions: Partitions) -> frozenset[str]:
+    """The streams an entry may be replayed to: never one named only by the dead entry's own data."""
+    return frozenset(
+        name(tag) for tag in partitions.tags() for name in (keys.auth_requests, keys.chat_requests, keys.messages)
+    )
+
+
 # Entries read per XRANGE call when listing or taking --all.
 PAGE = 500
 
@@ -81,11 +88,15 @@ async def read_some(redis: RedisClient, ids: Sequence[str]) -> list[DeadEntry]:
     return found
 
 
-async def replay(redis: RedisClient, entry: DeadEntry) -> str:
+async def replay(redis: RedisClient, entry: DeadEntry, partitions: Partitions) -> str:
     """Back onto its stream and out of ``chat:dead`` together; returns the new entry id."""
-    if entry.stream not in REPLAYABLE:
-        expected = ", ".join(sorted(REPLAYABLE))
-        raise ValueError(f"entry {entry.id}: expected a stream among {expected}, got {entry.stream!r}")
+    if entry.stream not in replayable(partitions):
+        tag = "{t}"
+        raise ValueError(
+            f"entry {entry.id}: expected one of this project's streams ({keys.auth_requests(tag)}, "
+            f"{keys.chat_requests(tag)} or {keys.messages(tag)}, for the {partitions.count} partitions of "
+            f"CHAT_PARTITIONS), got {entry.stream!r}"
+        )
     replies = await redis.transaction(
         ("XADD", entry.stream, "*", ENTRY_FIELD, entry.data),
         ("XDEL", keys.DEAD_LETTERS, entry.id),
@@ -106,6 +117,7 @@ async def main(argv: Sequence[str], settings: Settings) -> int:
         print(f"{args.command}: expected entry ids or --all, got neither", file=sys.stderr)
         return 2
     redis = RedisClient.from_url(settings.redis_url)
+    partitions = Partitions(settings.partitions)
     try:
         if args.command == "list" or args.all:
             entries = await read_all(redis)
@@ -117,7 +129,7 @@ async def main(argv: Sequence[str], settings: Settings) -> int:
             print(f"{len(entries)} dead entries in {keys.DEAD_LETTERS}")
         elif args.command == "replay":
             for entry in entries:
-                print(f"{entry.id} replayed to {entry.stream} as {await replay(redis, entry)}")
+                print(f"{entry.id} replayed to {entry.stream} as {await replay(redis, entry, partitions)}")
         else:
             for entry in entries:
                 await drop(redis, entry)

@@ -21,10 +21,11 @@ from chatkit.errors import Unavailable
 from chatkit.health import Health
 from chatkit.metrics import STORAGE_WRITE_SECONDS
 from chatkit.ops_server import ops_server
+from chatkit.partitions import Partitions
 from chatkit.redis import REDIS_DOWN, RedisClient, ReplyError
 from chatkit.settings import Settings
 from chatkit.stream_metrics import Watched
-from chatkit.streams import Entry, StreamConsumer, ensure_group
+from chatkit.streams import Entry, StreamConsumer, ensure_groups
 from storage_worker import sql
 from storage_worker.batch import DialogBatch, group
 from storage_worker.outage import Outage, raise_if_cancelled
@@ -48,7 +49,8 @@ POOL_SIZE = LANES + 1
 async def serve(settings: Settings) -> None:
     """Store messages until cancelled; outages of Redis or PostgreSQL pause it, never end it."""
     redis = RedisClient.from_url(settings.redis_url)
-    watched = [Watched(keys.MESSAGES, keys.STORAGE_GROUP), Watched(keys.DEAD_LETTERS)]
+    partitions = tuple(keys.messages(tag) for tag in Partitions(settings.partitions).tags())
+    watched = [Watched(keys.MESSAGES_FAMILY, keys.STORAGE_GROUP, partitions), Watched(keys.DEAD_LETTERS)]
     health = Health("storage_worker", redis, watched, needs_database=True)
     try:
         async with ops_server(health, settings.metrics_host, settings.metrics_port):
@@ -112,11 +114,14 @@ class StorageWorker:
         self.redis = redis
         self.pool = pool
         self.settings = settings
+        self.partitions = Partitions(settings.partitions)
+        # Every partition of the messages stream, read in one XREADGROUP.
+        self.streams = [keys.messages(tag) for tag in self.partitions.tags()]
         self.consumer = StreamConsumer(
-            redis, keys.MESSAGES, keys.STORAGE_GROUP, settings.instance,
+            redis, self.streams, keys.STORAGE_GROUP, settings.instance,
             claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
         )
-        self.trimmer = Trimmer(redis, keys.MESSAGES, TRIM_INTERVAL_SECONDS)
+        self.trimmer = Trimmer(redis, self.streams, TRIM_INTERVAL_SECONDS)
         self.redis_outage = Outage("Redis")
         self.pg_outage = Outage("PostgreSQL")
         self.stats = Stats()
@@ -146,7 +151,7 @@ class StorageWorker:
     async def _read(self, ready: asyncio.Queue[list[Entry]]) -> None:
         while True:
             try:
-                await ensure_group(self.redis, keys.MESSAGES, keys.STORAGE_GROUP)
+                await ensure_groups(self.redis, self.streams, keys.STORAGE_GROUP)
                 if self.health is not None:
                     self.health.group_joined()
                 while True:
@@ -227,24 +232,27 @@ class StorageWorker:
             return
 
     async def _ack(self, results: list[StoreResult]) -> None:
-        ids: list[bytes] = []
+        ids: dict[str, list[bytes]] = {}
         for result in results:
-            ids += [item.entry.id for item in result.stored]
+            for item in result.stored:
+                ids.setdefault(item.entry.stream, []).append(item.entry.id)
         if not ids:
             return
         # One transaction: the acknowledgement and the pending-set cleanup happen together.
         # (The consumer's blocking reads are on a link of their own, so this one is never held
         # up behind a read.)
-        commands: list[tuple[object, ...]] = [("XACK", keys.MESSAGES, keys.STORAGE_GROUP, *ids)]
+        commands: list[tuple[object, ...]] = [
+            ("XACK", stream, keys.STORAGE_GROUP, *stream_ids) for stream, stream_ids in ids.items()
+        ]
         for result in results:
-            pending = keys.dialog_pending(result.key.id)
+            pending = keys.dialog_pending(self.partitions.dialog_tag(result.key), result.key.id)
             for low, high in seq_runs([item.row.seq for item in result.stored]):
                 commands.append(("ZREMRANGEBYSCORE", pending, low, high))
         # A command that failed inside the transaction (a pending set of the wrong type, say)
         # comes back as an error value among EXEC's replies rather than as an exception.
         for reply in await self.redis.transaction(*commands):
             if isinstance(reply, ReplyError):
-                log.error("acknowledging %d stored messages: %s", len(ids), reply)
+                log.error("acknowledging %d stored messages: %s", sum(map(len, ids.values())), reply)
 
     async def _retry_or_park(self, result: StoreResult) -> int:
         """Leave failed entries pending for a retry after a claim, or dead-letter them, with

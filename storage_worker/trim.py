@@ -1,6 +1,6 @@
-"""Trimming the messages stream of entries every consumer group has acknowledged.
+"""Trimming the messages streams (one per partition) of entries every consumer group has acknowledged.
 
-Without it ``chat:messages`` keeps every message ever sent and Redis grows forever. The floor
+Without it each ``chat:messages:{t}`` keeps every message ever sent and Redis grows forever. The floor
 is computed over *all* groups of the stream, not only the storage worker's, so a group added
 later (search indexing, say) never loses entries it has not handled: for each group, its oldest
 pending entry, or, with nothing pending, its last-delivered id (everything up to it is
@@ -10,6 +10,7 @@ between. ``MINID ~`` only frees whole stream nodes, which is cheap, and keeps th
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -66,9 +67,9 @@ class Trimmer:
     """Trims at most every ``interval`` seconds: the work is per stream node, not per entry,
     so doing it per batch would only add round trips."""
 
-    def __init__(self, redis: RedisClient, stream: str, interval: float) -> None:
+    def __init__(self, redis: RedisClient, streams: list[str], interval: float) -> None:
         self.redis = redis
-        self.stream = stream
+        self.streams = streams
         self.interval = interval
         self._next = 0.0
 
@@ -78,12 +79,20 @@ class Trimmer:
         if now < self._next:
             return 0
         self._next = now + self.interval
-        try:
-            removed = int(await self.redis.eval_script(_TRIM_SHA, _TRIM, [self.stream], []))
-        except ReplyError as exc:
-            # Never worth stopping the storage of messages for.
-            log.warning("trimming %s failed: %s", self.stream, exc)
-            return 0
+        # Pipelined: one script per stream (each in its stream's slot), all in one round trip.
+        outcomes = await asyncio.gather(
+            *(self.redis.eval_script(_TRIM_SHA, _TRIM, [stream], []) for stream in self.streams),
+            return_exceptions=True,
+        )
+        removed = 0
+        for stream, outcome in zip(self.streams, outcomes, strict=True):
+            if isinstance(outcome, ReplyError):
+                # Never worth stopping the storage of messages for.
+                log.warning("trimming %s failed: %s", stream, outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                removed += int(outcome)
         if removed:
-            log.debug("trimmed %d acknowledged entries from %s", removed, self.stream)
+            log.debug("trimmed %d acknowledged entries from %d streams", removed, len(self.streams))
         return removed

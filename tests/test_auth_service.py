@@ -16,6 +16,7 @@ from auth_service.service import serve
 from auth_service.tokens import Session, Tokens, signing_key
 from chatkit import wire
 from chatkit.settings import Settings, SettingsError
+from tests.support import layout
 from tests.support.fake_gateway import FakeGateway, server_frame
 from tests.support.polling import wait_until
 from tests.support.stack import running
@@ -302,5 +303,5 @@ async def test_postgres_outage_answers_unavailable_and_recovers(settings: Settin
 
 
 async def test_undecodable_entry_does_not_stop_the_service(gateway: FakeGateway) -> None:
-    await gateway.redis.xadd("chat:requests:auth", {b"e": msgspec.json.encode({"nonsense": True})})
+    await gateway.redis.xadd(layout.AUTH_REQUESTS[0], {b"e": msgspec.json.encode({"nonsense": True})})
     await register(gateway, "alice")

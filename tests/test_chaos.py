@@ -21,6 +21,7 @@ import pytest
 
 from chatkit import keys
 from chatkit.dialogs import DialogKey
+from tests.support import layout
 from tests.support.chaos_traffic import (
     GATEWAYS,
     Traffic,
@@ -82,7 +83,10 @@ async def test_chat_service_replica_killed(chaos: ProcessStack) -> None:
         try:
             still: set[bytes] = set(held)
             for _ in range(600):
-                pending = await rds.xpending_range(keys.CHAT_REQUESTS, keys.CHAT_GROUP, "-", "+", 1000)
+                pending = [
+                    entry for stream in layout.CHAT_REQUESTS
+                    for entry in await rds.xpending_range(stream, keys.CHAT_GROUP, "-", "+", 1000)
+                ]
                 still = {cast(bytes, entry["message_id"]) for entry in pending} & set(held)
                 if not still:
                     break
@@ -103,9 +107,10 @@ async def _freeze_holding_requests(stack: ProcessStack, name: str) -> list[bytes
     try:
         for _ in range(1000):
             os.killpg(group, signal.SIGSTOP)
-            pending = await rds.xpending_range(
-                keys.CHAT_REQUESTS, keys.CHAT_GROUP, "-", "+", 1000, consumername=name
-            )
+            pending = [
+                entry for stream in layout.CHAT_REQUESTS
+                for entry in await rds.xpending_range(stream, keys.CHAT_GROUP, "-", "+", 1000, consumername=name)
+            ]
             if pending:
                 return [cast(bytes, entry["message_id"]) for entry in pending]
             os.killpg(group, signal.SIGCONT)

@@ -22,6 +22,7 @@ from chatkit import keys
 from chatkit.envelopes import UserEvent
 from chatkit.settings import Settings
 from chatkit.wire import Message, MessageEvent, UserRef
+from tests.support import layout
 from tests.support.polling import wait_for_value as poll
 from tests.support.protocol_doc import number
 from tests.support.stack import Stack, start_stack
@@ -53,14 +54,16 @@ async def replies(client: ChatClient, n: int) -> dict[str, Frame]:
     return by_ref
 
 
-async def group_idle(rds: redis.asyncio.Redis, stream: str, group: str) -> None:
-    """Wait until the group has read and acknowledged every entry of ``stream``."""
-    async def info() -> dict[str, Any]:
-        [found] = [g for g in await rds.xinfo_groups(stream) if g["name"].decode() == group]
-        entry: dict[str, Any] = found
-        return entry
+async def group_idle(rds: redis.asyncio.Redis, streams: list[str], group: str) -> None:
+    """Wait until the group has read and acknowledged every entry of ``streams`` (the
+    partitions of one request stream)."""
+    for stream in streams:
+        async def info(stream: str = stream) -> dict[str, Any]:
+            [found] = [g for g in await rds.xinfo_groups(stream) if g["name"].decode() == group]
+            entry: dict[str, Any] = found
+            return entry
 
-    await poll(info, lambda g: g["pending"] == 0 and g["lag"] == 0, f"{group} to drain {stream}")
+        await poll(info, lambda g: g["pending"] == 0 and g["lag"] == 0, f"{group} to drain {stream}")
 
 
 async def test_login_then_requests_at_once_are_answered_as_that_user(stack: Stack) -> None:
@@ -106,7 +109,7 @@ async def test_auth_service_stopped(quick: Stack, rds: redis.asyncio.Redis) -> N
     # auth_service back: it answers the stale login now, past its deadline: dropped, so the
     # connection did not become alice's and got no stray frame.
     quick.start_service("auth_service", serve_auth)
-    await group_idle(rds, keys.AUTH_REQUESTS, keys.AUTH_GROUP)
+    await group_idle(rds, layout.AUTH_REQUESTS, keys.AUTH_GROUP)
     # This answer travels behind the late one on the gateway's channel.
     wrong = await client.request({"type": "login", "username": "alice", "password": "not the password"})
     assert wrong["code"] == "bad_credentials", wrong
@@ -145,7 +148,7 @@ async def test_every_chat_service_stopped(quick: Stack, rds: redis.asyncio.Redis
     # chat_service back: the send that timed out was accepted after all; its late `sent` is
     # dropped, and resending with the same client_msg_id is what makes it safe: the same message.
     quick.start_service("chat_service-1", serve_chat)
-    await group_idle(rds, keys.CHAT_REQUESTS, keys.CHAT_GROUP)
+    await group_idle(rds, layout.CHAT_REQUESTS, keys.CHAT_GROUP)
     again = await alice.call(frame)
     assert again["message"]["seq"] == 1 and again["message"]["text"] == "are you there"
     assert [m["seq"] for m in await alice.history(dialog["id"])] == [1]

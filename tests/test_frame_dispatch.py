@@ -17,6 +17,7 @@ from chatkit import keys, wire
 from chatkit.dispatch import FrameTable, Route
 from chatkit.envelopes import ENTRY_FIELD, ConnReply, Request
 from chatkit.errors import RequestError
+from tests.support import layout
 from tests.support.stack import Stack
 
 _encode = msgspec.json.Encoder().encode
@@ -108,8 +109,11 @@ async def next_message(pubsub: PubSub, kind: str = "message") -> bytes:
 @pytest.mark.parametrize(
     ("stream", "frame", "service"),
     [
-        (keys.CHAT_REQUESTS, wire.Register(username="alice", email="a@example.org", password="x" * 8), "chat_service"),
-        (keys.AUTH_REQUESTS, wire.ListDialogs(ref="r1"), "auth_service"),
+        (
+            layout.CHAT_REQUESTS[0], wire.Register(username="alice", email="a@example.org", password="x" * 8),
+            "chat_service",
+        ),
+        (layout.AUTH_REQUESTS[0], wire.ListDialogs(ref="r1"), "auth_service"),
     ],
 )
 async def test_service_answers_unknown_type_for_a_frame_it_does_not_handle(

@@ -18,7 +18,7 @@ from chatkit.streams import ensure_group
 from devstack.embedded import free_port
 from tests.support.ops_scrape import samples, value
 
-WATCHED = [Watched(keys.CHAT_REQUESTS, keys.CHAT_GROUP), Watched(keys.DEAD_LETTERS)]
+WATCHED = [Watched(keys.CHAT_REQUESTS_FAMILY, keys.CHAT_GROUP), Watched(keys.DEAD_LETTERS)]
 
 
 async def _get(port: int, path: str) -> tuple[int, str]:
@@ -40,14 +40,14 @@ async def test_readyz_names_what_is_missing(settings: Settings, redis_client: Re
         status, body = await _get(port, "/readyz")
         assert status == 503
         assert "consumer group not joined yet" in body and "PostgreSQL not connected yet" in body
-        assert f"consumer group {keys.CHAT_GROUP} of {keys.CHAT_REQUESTS} does not exist" in body
-        await ensure_group(redis_client, keys.CHAT_REQUESTS, keys.CHAT_GROUP)
+        assert f"consumer group {keys.CHAT_GROUP} of {keys.CHAT_REQUESTS_FAMILY} does not exist" in body
+        await ensure_group(redis_client, keys.CHAT_REQUESTS_FAMILY, keys.CHAT_GROUP)
         health.group_joined()
         health.pool = await create_pool(settings.database_url)
         try:
             assert await _get(port, "/readyz") == (200, "ready\n")
             # Redis lost its data: the group is gone, and readiness says so.
-            await redis_client.call("DEL", keys.CHAT_REQUESTS)
+            await redis_client.call("DEL", keys.CHAT_REQUESTS_FAMILY)
             status, body = await _get(port, "/readyz")
             assert status == 503 and "does not exist" in body
         finally:
@@ -69,10 +69,10 @@ async def test_readyz_when_redis_is_unreachable() -> None:
 async def test_metrics_sample_streams_at_scrape(settings: Settings, redis_client: RedisClient) -> None:
     rds = redis.asyncio.Redis.from_url(settings.redis_url)
     try:
-        await ensure_group(redis_client, keys.CHAT_REQUESTS, keys.CHAT_GROUP)
+        await ensure_group(redis_client, keys.CHAT_REQUESTS_FAMILY, keys.CHAT_GROUP)
         for n in range(5):
-            await rds.xadd(keys.CHAT_REQUESTS, {"n": n})
-        await rds.xreadgroup(keys.CHAT_GROUP, "reader-1", {keys.CHAT_REQUESTS: ">"}, count=2)
+            await rds.xadd(keys.CHAT_REQUESTS_FAMILY, {"n": n})
+        await rds.xreadgroup(keys.CHAT_GROUP, "reader-1", {keys.CHAT_REQUESTS_FAMILY: ">"}, count=2)
         await rds.xadd(keys.DEAD_LETTERS, {"n": 1})
     finally:
         await rds.aclose()
@@ -82,8 +82,8 @@ async def test_metrics_sample_streams_at_scrape(settings: Settings, redis_client
         status, text = await _get(port, "/metrics")
     assert status == 200
     found = samples(text)
-    group = {"stream": keys.CHAT_REQUESTS, "group": keys.CHAT_GROUP}
-    assert value(found, "chat_stream_length", stream=keys.CHAT_REQUESTS) == 5
+    group = {"stream": keys.CHAT_REQUESTS_FAMILY, "group": keys.CHAT_GROUP}
+    assert value(found, "chat_stream_length", stream=keys.CHAT_REQUESTS_FAMILY) == 5
     assert value(found, "chat_stream_group_pending", **group) == 2
     assert value(found, "chat_stream_group_lag", **group) == 3
     assert value(found, "chat_stream_group_consumers", **group) == 1

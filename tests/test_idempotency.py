@@ -11,8 +11,8 @@ import redis.asyncio
 
 from chat_client import ChatClient
 from chat_client.client import Frame
-from chatkit import keys
 from chatkit.settings import Settings
+from tests.support import layout
 from tests.support.polling import wait_for_value
 from tests.support.stack import Stack, start_stack
 from tests.support.users import new_user, uid
@@ -72,7 +72,7 @@ async def test_a_resend_after_the_record_expired_is_a_new_message(
 
     # The record is kept for the configured time, not the 24-hour default (on a slow machine
     # it may be gone already: -2, which the default could not give this soon either)...
-    record = keys.client_msg_id(dialog_id, uid(alice), "retry-me")
+    record = layout.record(dialog_id, uid(alice), "retry-me")
     ttl_ms = await rds.pttl(record)
     assert ttl_ms == -2 or 0 < ttl_ms <= TTL_SECONDS * 1000, f"expected expiry within {TTL_SECONDS} s, pttl {ttl_ms}"
     # ...and once it is gone, the same client_msg_id makes a new message, heard again.

@@ -16,7 +16,7 @@ from chat_client.client import Frame
 from chatkit import keys
 from chatkit.settings import Settings
 from storage_worker.service import serve as serve_storage
-from tests.support import dialogs
+from tests.support import dialogs, layout
 from tests.support.db import assert_row_is, rows, wait_rows
 from tests.support.protocol import assert_message, cmid, expect_error
 from tests.support.stack import Stack, start_stack
@@ -38,12 +38,12 @@ async def server_ms(rds: redis.asyncio.Redis) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-async def last_reads_ms(rds: redis.asyncio.Redis) -> dict[str, int]:
-    """When each chat_service replica last read requests off its stream, in the server's
+async def last_reads_ms(rds: redis.asyncio.Redis, stream: str) -> dict[str, int]:
+    """When each chat_service replica last read requests off ``stream``, in the server's
     milliseconds (XINFO CONSUMERS' ``inactive``, -1 for never; read with TIME atomically)."""
     async with rds.pipeline(transaction=True) as pipe:
         pipe.time()
-        pipe.xinfo_consumers(keys.CHAT_REQUESTS, keys.CHAT_GROUP)
+        pipe.xinfo_consumers(stream, keys.CHAT_GROUP)
         (seconds, micros), consumers = await pipe.execute()
     now = int(seconds) * 1000 + int(micros) // 1000
     return {
@@ -272,7 +272,7 @@ async def test_concurrent_sends_to_two_replicas_number_without_gaps(
     assert len({m["id"] for m in replies}) == total
     # Both replicas took part: each read requests off the stream after the sends began (the
     # sends are the only chat requests since then).
-    last_reads = await last_reads_ms(rds)
+    last_reads = await last_reads_ms(rds, keys.chat_requests(layout.tag(dialog_id)))
     assert len(last_reads) == 2, last_reads
     assert all(at > sends_began for at in last_reads.values()), (sends_began, last_reads)
 

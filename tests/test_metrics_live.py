@@ -20,6 +20,7 @@ from chat_client import ChatClient
 from chatkit import keys
 from chatkit.envelopes import ENTRY_FIELD
 from devstack.embedded import free_port
+from tests.support import layout
 from tests.support.ops_scrape import Samples, get, metric_names, promtool_check, samples, total, value, wait_ready
 from tests.support.processes import ProcessStack
 from tests.support.promql_names import SYNTHETIC, alert_expressions, dashboard_expressions
@@ -95,11 +96,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         # One request no gateway could have written: auth_service must dead-letter it.
         assert stack.valkey is not None
         with redis.Redis.from_url(stack.valkey.url) as rds:
-            rds.xadd(keys.AUTH_REQUESTS, {ENTRY_FIELD: b"not a request"})
+            rds.xadd(layout.AUTH_REQUESTS[0], {ENTRY_FIELD: b"not a request"})
         _until(lambda: value(result.samples("storage_worker-1"), "chat_storage_rows_written_total") >= MESSAGES,
                f"{MESSAGES} rows written")
         _until(lambda: value(result.samples("auth_service-1"), "chat_dead_lettered_total",
-                             stream=keys.AUTH_REQUESTS) >= 1, "the bad request dead-lettered")
+                             stream=keys.AUTH_REQUESTS_FAMILY) >= 1, "the bad request dead-lettered")
         yield result
     finally:
         stack.stop()
@@ -126,16 +127,16 @@ def test_storage_and_stream_metrics(live: Live) -> None:
     assert value(storage, "chat_storage_rows_written_total") == MESSAGES
     assert value(storage, "chat_storage_batch_entries_sum") == MESSAGES
     assert value(storage, "chat_storage_write_seconds_count") >= 1
-    stream = {"stream": keys.MESSAGES, "group": keys.STORAGE_GROUP}
+    stream = {"stream": keys.MESSAGES_FAMILY, "group": keys.STORAGE_GROUP}
     assert value(storage, "chat_stream_group_pending", **stream) == 0
     assert value(storage, "chat_stream_group_lag", **stream) == 0
     assert value(storage, "chat_stream_group_consumers", **stream) == 1
     assert value(storage, "chat_stream_length", stream=keys.DEAD_LETTERS) == 1
     auth = live.samples("auth_service-1")
-    assert value(auth, "chat_dead_lettered_total", stream=keys.AUTH_REQUESTS) == 1
-    assert value(auth, "chat_stream_group_consumers", stream=keys.AUTH_REQUESTS, group=keys.AUTH_GROUP) == 1
+    assert value(auth, "chat_dead_lettered_total", stream=keys.AUTH_REQUESTS_FAMILY) == 1
+    assert value(auth, "chat_stream_group_consumers", stream=keys.AUTH_REQUESTS_FAMILY, group=keys.AUTH_GROUP) == 1
     chat = live.samples("chat_service-1")
-    assert value(chat, "chat_stream_group_consumers", stream=keys.CHAT_REQUESTS, group=keys.CHAT_GROUP) == 2
+    assert value(chat, "chat_stream_group_consumers", stream=keys.CHAT_REQUESTS_FAMILY, group=keys.CHAT_GROUP) == 2
     for name in SERVICES:
         assert value(live.samples(name), "chat_ready", service=SERVICES[name]) == 1
 
@@ -208,7 +209,7 @@ def test_logs_are_json_without_secrets(live: Live) -> None:
 def _idle_ms(live: Live, consumer: str) -> int:
     assert live.stack.valkey is not None
     with redis.Redis.from_url(live.stack.valkey.url) as rds:
-        for row in rds.xinfo_consumers(keys.CHAT_REQUESTS, keys.CHAT_GROUP):
+        for row in rds.xinfo_consumers(layout.CHAT_REQUESTS[0], keys.CHAT_GROUP):
             if row["name"] in (consumer, consumer.encode()):
                 return int(row["idle"])
     raise AssertionError(f"expected consumer {consumer} in group {keys.CHAT_GROUP}")

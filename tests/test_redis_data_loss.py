@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from chatkit import keys
 from devstack.embedded import start_valkey
+from tests.support import layout
 from tests.support.chaos_traffic import Traffic, chaos_stack, redis_client, until_ready
 from tests.support.processes import ProcessStack
 
@@ -44,7 +44,7 @@ def restart_valkey_without_its_data(stack: ProcessStack) -> None:
 async def counters(stack: ProcessStack, traffic: Traffic) -> list[object]:
     rds = await redis_client(stack)
     try:
-        return [await rds.get(keys.dialog_seq(dialog_id)) for _, _, dialog_id in traffic.pairs]
+        return [await rds.get(layout.seq(dialog_id)) for _, _, dialog_id in traffic.pairs]
     finally:
         await rds.aclose()
 

@@ -26,6 +26,7 @@ from chatkit.dialogs import DialogKey
 from chatkit.envelopes import ENTRY_FIELD, ConnReply, UserEvent
 from chatkit.template import cut, placeholder
 from chatkit.wire import Message, MessageEvent, Send, Sent, UserRef, frame_tag, wire_time
+from tests.support import layout
 from tests.support.stack import Stack
 
 _encode = msgspec.json.Encoder().encode
@@ -177,8 +178,8 @@ async def test_what_the_script_writes_decodes_into_the_envelopes(
     sent = await alice.call({"type": "send", "dialog_id": dialog_id, "text": text, "client_msg_id": "c-1"})
     await heard.until(lambda: bool(heard.on(alice_channel) and heard.on(bob_channel) and heard.send_replies()))
 
-    # The messages stream entry, the idempotency record and the pending member: the message.
-    entries = await rds.xrange(keys.MESSAGES)
+    # The messages stream entry and the pending member: the message; the record: its seq and id.
+    entries = await rds.xrange(layout.messages(dialog_id))
     assert isinstance(entries, list) and len(entries) == 1, entries
     fields = entries[0][1]
     assert fields is not None
@@ -188,8 +189,8 @@ async def test_what_the_script_writes_decodes_into_the_envelopes(
     assert message.text == text and str(uuid.UUID(message.id)) == message.id
     assert wire_time(datetime.fromisoformat(message.sent_at)) == message.sent_at
     assert data == _encode(message)
-    assert await rds.get(keys.client_msg_id(dialog_id, alice_ref.id, "c-1")) == data
-    assert await rds.zrange(keys.dialog_pending(dialog_id), 0, -1, withscores=True) == [(data, 1.0)]
+    assert await rds.get(layout.record(dialog_id, alice_ref.id, "c-1")) == f"1:{message.id}".encode()
+    assert await rds.zrange(layout.pending(dialog_id), 0, -1, withscores=True) == [(data, 1.0)]
 
     # The reply on the sender's gateway channel, and the event on both users' channels.
     [reply_data] = heard.send_replies()

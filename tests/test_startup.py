@@ -12,10 +12,11 @@ import asyncpg
 import pytest
 import redis.asyncio
 
-from chatkit import keys, wire
+from chatkit import wire
 from chatkit.db import dialog_table_ddl
 from chatkit.dialogs import DialogKey
 from chatkit.settings import Settings
+from tests.support import layout
 from tests.support.db import wait_rows
 from tests.support.fake_gateway import FakeGateway
 from tests.support.polling import wait_until
@@ -83,7 +84,7 @@ async def test_chat_service_waits_for_postgres_then_serves(
     async with running(serve, proxied) as task, FakeGateway.open(settings.redis_url) as gateway:
         await sit_out_the_outage(outage, task)
         _, frame = await gateway.call(
-            wire.OpenDialog(username="bob"), user=alice, stream=keys.CHAT_REQUESTS, timeout=30
+            wire.OpenDialog(username="bob"), user=alice, stream=layout.CHAT_REQUESTS[0], timeout=30
         )
         assert isinstance(frame, wire.DialogReply), frame
         assert frame.dialog.peer == wire.UserRef(id=users[1], username="bob")

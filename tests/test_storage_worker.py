@@ -23,6 +23,7 @@ from chatkit.dialogs import DialogKey
 from chatkit.settings import Settings
 from storage_worker import service as storage_service
 from storage_worker.service import serve
+from tests.support import layout
 from tests.support.db import rows
 from tests.support.polling import wait_until
 from tests.support.stack import running as running_service
@@ -61,13 +62,18 @@ def drained(rds: redis.asyncio.Redis) -> Callable[[], Awaitable[bool]]:
     """Every entry on the stream has been read by the storage group and acknowledged."""
 
     async def check() -> bool:
-        groups = await rds.xinfo_groups(keys.MESSAGES)
-        stream = await rds.xinfo_stream(keys.MESSAGES)
-        group = next((g for g in groups if g["name"] == keys.STORAGE_GROUP.encode()), None)
-        # No group yet: the worker has not started reading.
-        if group is None:
-            return False
-        return bool(group["pending"] == 0 and group["last-delivered-id"] == stream["last-generated-id"])
+        for name in layout.MESSAGES:
+            if not await rds.exists(name):
+                # Not created yet: the worker has not started reading.
+                return False
+            groups = await rds.xinfo_groups(name)
+            stream = await rds.xinfo_stream(name)
+            group = next((g for g in groups if g["name"] == keys.STORAGE_GROUP.encode()), None)
+            if group is None:
+                return False
+            if not (group["pending"] == 0 and group["last-delivered-id"] == stream["last-generated-id"]):
+                return False
+        return True
 
     return check
 
@@ -85,8 +91,10 @@ async def dead_letters(rds: redis.asyncio.Redis) -> list[dict[bytes, bytes]]:
 
 
 async def assert_all_acknowledged(rds: redis.asyncio.Redis) -> None:
-    summary = await rds.xpending(keys.MESSAGES, keys.STORAGE_GROUP)
-    assert summary["pending"] == 0
+    for name in layout.MESSAGES:
+        if await rds.exists(name):
+            summary = await rds.xpending(name, keys.STORAGE_GROUP)
+            assert summary["pending"] == 0, name
 
 
 async def test_stores_each_message_with_its_columns(
@@ -125,14 +133,14 @@ async def test_stored_messages_leave_the_pending_set_and_only_they(
         await publish(rds, message(key, seq, alice))
     # A message accepted but not yet on the stream must stay pending.
     not_yet = encode(message(key, 4, bob))
-    await rds.zadd(keys.dialog_pending(key.id), {not_yet: 4})
-    assert await rds.zcard(keys.dialog_pending(key.id)) == 4
+    await rds.zadd(layout.pending(key.id), {not_yet: 4})
+    assert await rds.zcard(layout.pending(key.id)) == 4
 
     async with running(settings) as worker:
         await wait_until(drained(rds), tasks=[worker], what="the stream is drained")
 
     assert [r["seq"] for r in await rows(db, key.id)] == [1, 2, 3]
-    assert await rds.zrange(keys.dialog_pending(key.id), 0, -1) == [not_yet]
+    assert await rds.zrange(layout.pending(key.id), 0, -1) == [not_yet]
 
 
 async def test_the_same_message_twice_is_stored_once(
@@ -152,7 +160,7 @@ async def test_the_same_message_twice_is_stored_once(
 
     stored = await rows(db, key.id)
     assert [(r["seq"], r["id"]) for r in stored] == [(1, uuid.UUID(msg.id))]
-    assert await rds.zcard(keys.dialog_pending(key.id)) == 0
+    assert await rds.zcard(layout.pending(key.id)) == 0
     await assert_all_acknowledged(rds)
     assert await dead_letters(rds) == []
 
@@ -183,7 +191,7 @@ async def test_a_redelivered_batch_stores_its_new_rows_beside_the_stored_ones(
     for key in dialogs:
         stored = await rows(db, key.id)
         assert [(r["seq"], str(r["id"])) for r in stored] == [(m.seq, m.id) for m in sent[key]]
-        assert await rds.zcard(keys.dialog_pending(key.id)) == 0
+        assert await rds.zcard(layout.pending(key.id)) == 0
     await assert_all_acknowledged(rds)
     assert await dead_letters(rds) == []
     # The batch went the redelivery way, not the way of a refused one.
@@ -212,7 +220,7 @@ async def test_one_batch_across_several_dialogs(
         assert [r["seq"] for r in stored] == list(range(1, 51))
         assert [str(r["id"]) for r in stored] == sent[key]
         assert [r["sender_id"] for r in stored] == [key.lo if s % 2 else key.hi for s in range(1, 51)]
-        assert await rds.zcard(keys.dialog_pending(key.id)) == 0
+        assert await rds.zcard(layout.pending(key.id)) == 0
     await assert_all_acknowledged(rds)
 
 
@@ -239,13 +247,13 @@ async def test_a_dialog_without_a_table_is_dead_lettered_and_the_others_stored(
     dead = await dead_letters(rds)
     assert sorted(d[b"e"] for d in dead) == sorted(encode(m) for m in lost)
     for entry in dead:
-        assert entry[b"stream"] == keys.MESSAGES.encode()
+        assert entry[b"stream"] == layout.messages(missing.id).encode()
         assert entry[b"deliveries"] == str(fast.max_deliveries).encode()
         assert b"UndefinedTableError" in entry[b"reason"]
         assert missing.table_name.encode() in entry[b"reason"]
     # Not stored, so still pending: history keeps showing them.
-    assert await rds.zcard(keys.dialog_pending(missing.id)) == 2
-    assert await rds.zcard(keys.dialog_pending(good.id)) == 0
+    assert await rds.zcard(layout.pending(missing.id)) == 2
+    assert await rds.zcard(layout.pending(good.id)) == 0
     await assert_all_acknowledged(rds)
 
 
@@ -270,7 +278,7 @@ async def test_a_message_of_an_unknown_sender_is_dead_lettered_and_its_dialog_st
     [dead] = await dead_letters(rds)
     assert dead[b"e"] == encode(ghost)
     assert b"ForeignKeyViolationError" in dead[b"reason"]
-    assert await rds.zrange(keys.dialog_pending(key.id), 0, -1) == [encode(ghost)]
+    assert await rds.zrange(layout.pending(key.id), 0, -1) == [encode(ghost)]
     await assert_all_acknowledged(rds)
 
 
@@ -321,7 +329,7 @@ async def test_two_workers_store_every_message_exactly_once(
         stored = await rows(db, key.id)
         assert [r["seq"] for r in stored] == list(range(1, 101))
         assert {r["id"] for r in stored} == sent[key]
-        assert await rds.zcard(keys.dialog_pending(key.id)) == 0
+        assert await rds.zcard(layout.pending(key.id)) == 0
     await assert_all_acknowledged(rds)
     assert await dead_letters(rds) == []
 
@@ -361,7 +369,7 @@ async def test_stopping_mid_batch_loses_nothing(
 
     for key in dialogs:
         assert [r["seq"] for r in await rows(db, key.id)] == list(range(1, 301))
-        assert await rds.zcard(keys.dialog_pending(key.id)) == 0
+        assert await rds.zcard(layout.pending(key.id)) == 0
     await assert_all_acknowledged(rds)
     assert await dead_letters(rds) == []
 
@@ -374,23 +382,25 @@ async def test_acknowledged_entries_are_trimmed_and_pending_ones_kept(
     monkeypatch.setattr(storage_service, "TRIM_INTERVAL_SECONDS", 0.1)
     alice, bob = users[:2]
     key = await dialog(db, alice, bob)
-    await rds.xgroup_create(keys.MESSAGES, keys.STORAGE_GROUP, id="0", mkstream=True)
+    # The dialog's partition of the messages stream: the one this test fills and watches.
+    messages = layout.messages(key.id)
+    await rds.xgroup_create(messages, keys.STORAGE_GROUP, id="0", mkstream=True)
     # Another consumer read 300 entries and acknowledged all but the last: that one is still
     # pending (never claimed: claim_idle_ms is far off) and must survive every trim.
     for n in range(300):
-        await publish_raw(rds, f"handled elsewhere {n}".encode())
+        await publish_raw(rds, f"handled elsewhere {n}".encode(), messages)
     read = cast(
         list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
-        await rds.xreadgroup(keys.STORAGE_GROUP, "stuck", {keys.MESSAGES: ">"}, count=300),
+        await rds.xreadgroup(keys.STORAGE_GROUP, "stuck", {messages: ">"}, count=300),
     )
     ids = [entry_id for entry_id, _ in read[0][1]]
-    await rds.xack(keys.MESSAGES, keys.STORAGE_GROUP, *ids[:-1])
+    await rds.xack(messages, keys.STORAGE_GROUP, *ids[:-1])
     stuck = ids[-1]
     # A second group that has read nothing yet holds everything back, until it catches up.
-    await rds.xgroup_create(keys.MESSAGES, "later", id="0")
+    await rds.xgroup_create(messages, "later", id="0")
     for seq in range(1, 301):
         await publish(rds, message(key, seq, alice))
-    assert await rds.xlen(keys.MESSAGES) == 600
+    assert await rds.xlen(messages) == 600
 
     async with running(settings.with_overrides(claim_idle_ms=600_000)) as worker:
         await wait_until(stored_rows(db, key, 300), tasks=[worker], what="the messages are stored")
@@ -401,18 +411,18 @@ async def test_acknowledged_entries_are_trimmed_and_pending_ones_kept(
             return await xtrim_calls(rds) >= trims + 2
 
         await wait_until(trimmed_twice, tasks=[worker], what="two more trims")
-        assert await rds.xlen(keys.MESSAGES) == 600, "trimmed entries the other group has not read"
-        await rds.xgroup_destroy(keys.MESSAGES, "later")
+        assert await rds.xlen(messages) == 600, "trimmed entries the other group has not read"
+        await rds.xgroup_destroy(messages, "later")
 
         async def trimmed() -> bool:
-            return int(await rds.xlen(keys.MESSAGES)) < 600
+            return int(await rds.xlen(messages)) < 600
 
         await wait_until(trimmed, tasks=[worker], what="acknowledged entries are trimmed")
 
     # Only whole stream nodes up to the pending entry go (MINID ~): it and all after it stay.
-    assert await rds.xrange(keys.MESSAGES, stuck, stuck)
-    assert len(cast(list[object], await rds.xrange(keys.MESSAGES, stuck, "+"))) == 301
-    assert (await rds.xpending(keys.MESSAGES, keys.STORAGE_GROUP))["pending"] == 1
+    assert await rds.xrange(messages, stuck, stuck)
+    assert len(cast(list[object], await rds.xrange(messages, stuck, "+"))) == 301
+    assert (await rds.xpending(messages, keys.STORAGE_GROUP))["pending"] == 1
 
 
 @pytest.mark.slow
@@ -446,7 +456,7 @@ async def test_messages_wait_in_the_stream_through_a_postgres_outage(
             await wait_until(lambda: proxy.refused >= 3, tasks=[worker], what="3 attempts to reach PostgreSQL")
             assert len(await rows(db, key.id)) == 50
             assert not await drained(rds)()
-            assert await rds.zcard(keys.dialog_pending(key.id)) == 150
+            assert await rds.zcard(layout.pending(key.id)) == 150
             proxy.admit()
             await wait_until(drained(rds), tasks=[worker], what="the backlog is stored once PostgreSQL is back")
     finally:
@@ -455,7 +465,7 @@ async def test_messages_wait_in_the_stream_through_a_postgres_outage(
     stored = await rows(db, key.id)
     assert [r["seq"] for r in stored] == list(range(1, 201))
     assert [str(r["id"]) for r in stored] == sent
-    assert await rds.zcard(keys.dialog_pending(key.id)) == 0
+    assert await rds.zcard(layout.pending(key.id)) == 0
     await assert_all_acknowledged(rds)
     assert await dead_letters(rds) == []
 
@@ -467,7 +477,7 @@ async def test_a_broken_pending_set_is_reported_and_the_message_still_acknowledg
     alice, bob = users[:2]
     key = await dialog(db, alice, bob)
     # Not a sorted set: the cleanup inside the acknowledging transaction fails on its own.
-    await rds.set(keys.dialog_pending(key.id), "not a sorted set")
+    await rds.set(layout.pending(key.id), "not a sorted set")
     msg = message(key, 1, alice)
     await publish_raw(rds, encode(msg))
     async with running(settings) as worker:

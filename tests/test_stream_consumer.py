@@ -18,7 +18,7 @@ STREAM, GROUP = "test:stream", "test-group"
 
 
 def consumer(redis_client: RedisClient, name: str) -> StreamConsumer:
-    return StreamConsumer(redis_client, STREAM, GROUP, name, block_ms=50, claim_idle_ms=100, max_deliveries=2)
+    return StreamConsumer(redis_client, [STREAM], GROUP, name, block_ms=50, claim_idle_ms=100, max_deliveries=2)
 
 
 async def parked_entries(rds: redis.asyncio.Redis) -> list[dict[bytes, bytes]]:
@@ -75,7 +75,7 @@ async def test_a_vanished_group_is_created_again(redis_client: RedisClient, rds:
         await rds.xadd(STREAM, {ENTRY_FIELD: b"after"})
         [entry] = await read_until_some(reader)
         assert entry.data == b"after"
-        await reader.ack(entry.id)
+        await reader.ack(STREAM, entry.id)
         assert (await rds.xpending(STREAM, GROUP))["pending"] == 0
     finally:
         await reader.close()

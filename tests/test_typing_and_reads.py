@@ -11,18 +11,31 @@ from chat_client import ChatClient
 from chat_client.client import Frame
 from chat_service.service import serve as serve_chat
 from chatkit import keys
+from chatkit.partitions import Partitions
 from tests.support.live_events import of_type, pushes_until, until
 from tests.support.protocol import expect_error
 from tests.support.stack import Stack
 from tests.support.users import device, new_user, uid
 
 
-async def _requests_done(rds: redis.asyncio.Redis, at_least: int) -> bool:
-    """The chat stream has ``at_least`` entries and every one was handled (read, acknowledged)."""
-    if await rds.xlen(keys.CHAT_REQUESTS) < at_least:
+def _chat_streams(stack: Stack) -> list[str]:
+    return [keys.chat_requests(tag) for tag in Partitions(stack.settings.partitions).tags()]
+
+
+async def _requests(rds: redis.asyncio.Redis, streams: list[str]) -> int:
+    return sum([await rds.xlen(stream) for stream in streams])
+
+
+async def _requests_done(rds: redis.asyncio.Redis, streams: list[str], at_least: int) -> bool:
+    """The chat streams hold ``at_least`` entries and every one was handled (read, acknowledged)."""
+    if await _requests(rds, streams) < at_least:
         return False
-    groups = await rds.xinfo_groups(keys.CHAT_REQUESTS)
-    return not any(group["pending"] or group.get("lag") for group in groups)
+    for stream in streams:
+        if await rds.exists(stream):
+            groups = await rds.xinfo_groups(stream)
+            if any(group["pending"] or group.get("lag") for group in groups):
+                return False
+    return True
 
 
 async def test_typing_reaches_the_peer_and_other_devices_rate_limited(
@@ -42,11 +55,12 @@ async def test_typing_reaches_the_peer_and_other_devices_rate_limited(
     # the typing connection.
     gate = keys.typing_gate(dialog["id"], uid(alice))
     await until(lambda: _gone(rds, gate), "the typing gate open")
-    before = await rds.xlen(keys.CHAT_REQUESTS)
+    streams = _chat_streams(stack)
+    before = await _requests(rds, streams)
     burst = 30
     for _ in range(burst):
         await alice.typing(dialog["id"])
-    await until(lambda: _requests_done(rds, before + burst), "every typing frame handled")
+    await until(lambda: _requests_done(rds, streams, before + burst), "every typing frame handled")
     marker = await alice.send(dialog["id"], "marker")
     seen = await pushes_until(bob, lambda f: f.get("type") == "message" and f["message"]["id"] == marker["id"])
     forwarded = [f for f in seen if f["type"] == "typing"]

@@ -11,5 +11,6 @@
 - ``polling``: ``wait_until``, the one way a test waits for the system to settle;
 - ``db``: a dialog's stored rows, and waiting for them;
 - ``stream_messages``: messages put on the messages stream as chat_service does;
+- ``layout``: the partitioned key and stream names as the test stacks run them (CHAT_PARTITIONS);
 - ``servers``: the Valkey and PostgreSQL servers the session runs on.
 """

@@ -15,6 +15,7 @@ import asyncpg
 import redis.asyncio
 
 from chatkit import keys
+from tests.support import layout
 from tests.support.chaos_client import Participant
 from tests.support.processes import ProcessStack
 
@@ -125,10 +126,10 @@ class Traffic:
             for _, _, dialog_id in self.pairs:
                 await _wait_stored(db, dialog_id, self.check_acked(dialog_id))
                 for _ in range(600):
-                    if await rds.zcard(keys.dialog_pending(dialog_id)) == 0:
+                    if await rds.zcard(layout.pending(dialog_id)) == 0:
                         break
                     await asyncio.sleep(0.05)
-                assert await rds.zcard(keys.dialog_pending(dialog_id)) == 0, f"{dialog_id}: messages still pending"
+                assert await rds.zcard(layout.pending(dialog_id)) == 0, f"{dialog_id}: messages still pending"
         finally:
             await rds.aclose()
             await db.close()
@@ -153,11 +154,11 @@ class Traffic:
         rds = redis.asyncio.Redis.from_url(settings.redis_url)
         try:
             for _ in range(200):
-                pending = await rds.xpending(keys.MESSAGES, keys.STORAGE_GROUP)
-                if pending["pending"] == 0:
+                left = sum([(await rds.xpending(stream, keys.STORAGE_GROUP))["pending"] for stream in layout.MESSAGES])
+                if left == 0:
                     break
                 await asyncio.sleep(0.05)
-            assert pending["pending"] == 0, "messages left unacknowledged by storage"
+            assert left == 0, "messages left unacknowledged by storage"
         finally:
             await rds.aclose()
 

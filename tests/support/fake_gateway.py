@@ -20,6 +20,7 @@ import redis.asyncio
 
 from chatkit import keys, wire
 from chatkit.envelopes import ENTRY_FIELD, ConnReply, Request, UserEvent
+from tests.support import layout
 
 GATEWAY = "gw-test"
 
@@ -72,7 +73,7 @@ class FakeGateway:
 
     async def send(
         self, frame: wire.ClientFrame, *, user: wire.UserRef | None = None, conn: str | None = None,
-        stream: str = keys.AUTH_REQUESTS,
+        stream: str = layout.AUTH_REQUESTS[0],
     ) -> str:
         """Queue a request like a gateway would; returns the connection id it came from."""
         conn = conn or self.new_conn()
@@ -89,7 +90,7 @@ class FakeGateway:
 
     async def call(
         self, frame: wire.ClientFrame, *, user: wire.UserRef | None = None, conn: str | None = None,
-        stream: str = keys.AUTH_REQUESTS, timeout: float = 10.0,
+        stream: str = layout.AUTH_REQUESTS[0], timeout: float = 10.0,
     ) -> tuple[ConnReply, wire.ServerFrame]:
         """Send a request and wait for its reply: the envelope, and the frame in it decoded."""
         conn = await self.send(frame, user=user, conn=conn, stream=stream)

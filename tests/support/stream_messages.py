@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import msgspec
 import redis.asyncio
 
-from chatkit import keys
 from chatkit.dialogs import DialogKey
 from chatkit.envelopes import ENTRY_FIELD
 from chatkit.wire import Message, UserRef, wire_time
+from tests.support import layout
 
 _encode = msgspec.json.Encoder().encode
 
@@ -40,15 +40,15 @@ async def publish(rds: redis.asyncio.Redis, msg: Message) -> bytes:
     the message goes into its dialog's pending set and onto the messages stream."""
     data = encode(msg)
     async with rds.pipeline(transaction=True) as pipe:
-        pipe.zadd(keys.dialog_pending(msg.dialog_id), {data: msg.seq})
-        pipe.xadd(keys.MESSAGES, {ENTRY_FIELD: data})
+        pipe.zadd(layout.pending(msg.dialog_id), {data: msg.seq})
+        pipe.xadd(layout.messages(msg.dialog_id), {ENTRY_FIELD: data})
         _, entry_id = await pipe.execute()
     assert isinstance(entry_id, bytes)
     return entry_id
 
 
-async def publish_raw(rds: redis.asyncio.Redis, data: bytes) -> bytes:
+async def publish_raw(rds: redis.asyncio.Redis, data: bytes, stream: str = layout.MESSAGES[0]) -> bytes:
     """A stream entry with arbitrary content, as a buggy producer might write."""
-    entry_id = await rds.xadd(keys.MESSAGES, {ENTRY_FIELD: data})
+    entry_id = await rds.xadd(stream, {ENTRY_FIELD: data})
     assert isinstance(entry_id, bytes)
     return entry_id
