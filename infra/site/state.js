@@ -45,11 +45,11 @@ export class DialogMessages {
 }
 
 /**
- * One entry of the dialog list. `online` stays undefined and `unread` counts only what this
- * page saw arrive, until the protocol carries presence and read marks.
+ * One entry of the dialog list: the server's fields (`dialogs`), kept current by pushes and by
+ * what this page sees arrive. `reads` holds both members' read marks (user id -> seq).
  */
 export function newSummary(id, peer) {
-  return { id, peer, last: null, unread: 0, online: undefined, order: 0, previewed: false };
+  return { id, peer, last: null, unread: 0, online: undefined, reads: {}, order: 0 };
 }
 
 export class ChatState {
@@ -60,14 +60,54 @@ export class ChatState {
     this.openId = null;
   }
 
-  /** Merge a `dialogs` reply (server order kept for dialogs with no known activity). */
-  mergeDialogs(list) {
+  /**
+   * Merge one page of a `dialogs` reply (or `open_dialog`'s dialog, which has only `peer`);
+   * `offset` is where the page starts in the server's order (most recently active first).
+   */
+  mergeDialogs(list, offset = 0) {
     list.forEach((dialog, index) => {
-      const known = this.dialogs.get(dialog.id);
-      if (known) known.peer = dialog.peer;
-      else this.dialogs.set(dialog.id, newSummary(dialog.id, dialog.peer));
-      this.dialogs.get(dialog.id).order = index;
+      let summary = this.dialogs.get(dialog.id);
+      if (!summary) {
+        summary = newSummary(dialog.id, dialog.peer);
+        this.dialogs.set(dialog.id, summary);
+      }
+      summary.peer = { id: dialog.peer.id, username: dialog.peer.username };
+      if (typeof dialog.peer.online === "boolean") summary.online = dialog.peer.online;
+      const last = dialog.last_message;
+      if (last && (!summary.last || last.seq > summary.last.seq)) summary.last = last;
+      if (typeof dialog.unread === "number") summary.unread = dialog.unread;
+      for (const [user, seq] of Object.entries(dialog.reads || {})) this.noteRead(dialog.id, user, seq);
+      summary.order = offset + index;
     });
+  }
+
+  /** A read mark (from `dialogs`, `synced` or a `read` push): marks only move forward. */
+  noteRead(dialogId, userId, seq) {
+    const summary = this.dialogs.get(dialogId);
+    if (!summary) return false;
+    const key = String(userId);
+    if (!(summary.reads[key] >= seq)) summary.reads[key] = seq;
+    return true;
+  }
+
+  /** How far the peer has read in this dialog (0: nothing). */
+  peerRead(dialogId) {
+    const summary = this.dialogs.get(dialogId);
+    return (summary && summary.reads[String(summary.peer.id)]) || 0;
+  }
+
+  /** A `presence` push: every dialog with that user shows it. */
+  setOnline(userId, online) {
+    for (const summary of this.dialogs.values()) {
+      if (summary.peer.id === userId) summary.online = online;
+    }
+  }
+
+  /** A `user` push: a peer's new name, in every dialog with them. */
+  renamePeer(user) {
+    for (const summary of this.dialogs.values()) {
+      if (summary.peer.id === user.id) summary.peer = { ...summary.peer, username: user.username };
+    }
   }
 
   messagesOf(id) {
