@@ -74,6 +74,7 @@ async def test_presence_typing_read_marks_unread_and_renames_show(stack: Process
     await expect(alice.by("typing")).to_be_hidden()
     await bob.by("text").press_sequentially("hi ali")
     await expect(alice.by("typing")).to_have_text("bob is typing…")
+    print(f"screenshot while bob types: {await alice.screenshot('chat-typing')}")
     await bob.by("text").press_sequentially("ce")
     await bob.by("text").press("Enter")
     await alice.wait_for_text("hi alice")
