@@ -153,3 +153,21 @@ async def test_dialogs_fields_pushes_and_read_marks_merge(page: Page) -> None:
                 state.orderedDialogs().map(d => d.id)];
     """)
     assert result == [[True, 3, 2, 3, 0], 5, False, "robert", False, ["1_2", "1_3"]]
+
+
+async def test_the_servers_order_holds_until_a_dialog_gets_a_newer_message(page: Page) -> None:
+    result = await run(page, f"""
+        const state = new ChatState();
+        state.me = {{id: 1, username: "alice"}};
+        const item = (id, last) => ({{id: `1_${{id}}`, peer: {{id, username: `u${{id}}`}}, last_message: last,
+                                     unread: 0, reads: {{}}}});
+        // A dialog just created (no message) is more recent activity than an old message.
+        state.mergeDialogs([item(3, null), item(2, {msg(7)})]);
+        state.mergeDialogs([item(4, {{...{msg(1)}, dialog_id: "1_4"}})], 2);
+        const listed = state.orderedDialogs().map(d => d.id);
+        state.noteMessage({{...{msg(5)}, dialog_id: "1_2"}}, {{live: false, unread: false}});  // older: stays
+        const older = state.orderedDialogs().map(d => d.id);
+        state.noteMessage({{...{msg(2)}, dialog_id: "1_4"}}, {{live: true, unread: true}});
+        return [listed, older, state.orderedDialogs().map(d => d.id)];
+    """)
+    assert result == [["1_3", "1_2", "1_4"], ["1_3", "1_2", "1_4"], ["1_4", "1_3", "1_2"]]

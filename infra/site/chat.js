@@ -206,7 +206,7 @@ export class Chat {
     const reply = await this.connection.request({ type: "open_dialog", username });
     const known = this.state.dialogs.has(reply.dialog.id);
     this.state.mergeDialogs([reply.dialog]);
-    if (!known) this.state.dialogs.get(reply.dialog.id).order = -1;
+    if (!known) this.state.toFront(this.state.dialogs.get(reply.dialog.id));
     await this.openDialog(reply.dialog.id);
     if (!known) this.refreshQuietly(); // `dialog` says nothing of presence: `dialogs` does
   }

@@ -58,6 +58,13 @@ export class ChatState {
     this.dialogs = new Map(); // id -> summary
     this.messages = new Map(); // id -> DialogMessages
     this.openId = null;
+    this.moves = 0; // dialogs moved to the front since the last `dialogs`
+  }
+
+  /** Activity in a dialog (a newer message, a dialog just opened): it goes to the list's front. */
+  toFront(summary) {
+    this.moves += 1;
+    summary.order = -this.moves;
   }
 
   /**
@@ -70,6 +77,7 @@ export class ChatState {
       if (!summary) {
         summary = newSummary(dialog.id, dialog.peer);
         this.dialogs.set(dialog.id, summary);
+        summary.order = offset + index;
       }
       summary.peer = { id: dialog.peer.id, username: dialog.peer.username };
       if (typeof dialog.peer.online === "boolean") summary.online = dialog.peer.online;
@@ -77,7 +85,7 @@ export class ChatState {
       if (last && (!summary.last || last.seq > summary.last.seq)) summary.last = last;
       if (typeof dialog.unread === "number") summary.unread = dialog.unread;
       for (const [user, seq] of Object.entries(dialog.reads || {})) this.noteRead(dialog.id, user, seq);
-      summary.order = offset + index;
+      if ("last_message" in dialog) summary.order = offset + index; // a `dialogs` item: the server's order
     });
   }
 
@@ -126,7 +134,10 @@ export class ChatState {
   noteMessage(message, { live, unread }) {
     const summary = this.dialogs.get(message.dialog_id);
     if (!summary) return false;
-    if (!summary.last || message.seq > summary.last.seq) summary.last = message;
+    if (!summary.last || message.seq > summary.last.seq) {
+      summary.last = message;
+      this.toFront(summary);
+    }
     if (message.sender.id !== this.me.id) {
       if (live) summary.peer = { ...summary.peer, username: message.sender.username };
       if (unread) summary.unread += 1;
@@ -143,9 +154,8 @@ export class ChatState {
     return positions;
   }
 
-  /** Dialogs by latest activity, then in the server's order. */
+  /** Dialogs in the server's order (most recently active first), with later activity in front. */
   orderedDialogs() {
-    const time = (summary) => (summary.last ? Date.parse(summary.last.sent_at) : -Infinity);
-    return [...this.dialogs.values()].sort((a, b) => time(b) - time(a) || a.order - b.order);
+    return [...this.dialogs.values()].sort((a, b) => a.order - b.order);
   }
 }
