@@ -107,3 +107,35 @@ async def test_presence_typing_read_marks_unread_and_renames_show(stack: Process
 
     for page in (alice, bob):
         assert page.errors == [] and page.alerts == [], f"{page.origin}: {page.errors} {page.alerts}"
+
+
+async def test_a_rate_limited_send_goes_again_with_the_same_id(tmp_path: Path, browser: Browser) -> None:
+    stack = ProcessStack(tmp_path)
+    # One message a second per user: a burst of five is refused (`rate_limited`) past the first.
+    stack.start_servers(user_messages_per_second=1)
+    try:
+        for name in ("auth_service", "chat_service", "storage_worker"):
+            stack.start(name, name)
+        stack.start_gateway("gateway")
+        alice = await ChatPage.open(browser, origin(stack, "gateway"))
+        await alice.register("alice")
+        bob = await ChatPage.open(browser, origin(stack, "gateway"))
+        await bob.register("bob")
+        await alice.open_dialog("bob")
+        texts = [f"burst {n}" for n in range(5)]
+        for text in texts:
+            await alice.by("text").fill(text)
+            await alice.by("text").press("Enter")
+        await expect(alice.by("message")).to_have_count(5)
+        await expect(alice.by("pending-message")).to_have_count(0)
+        assert await alice.texts() == texts
+        sends = [frame["client_msg_id"] for frame in alice.sent_frames if frame.get("type") == "send"]
+        assert len(set(sends)) == 5, f"expected five messages, got ids {sends}"
+        assert len(sends) > 5, f"expected refused sends to go again with their id, got {sends}"
+        await bob.by("dialog").click()
+        await expect(bob.by("message")).to_have_count(5)
+        assert await bob.texts() == texts
+        for page in (alice, bob):
+            assert page.errors == [] and page.alerts == [], f"{page.origin}: {page.errors} {page.alerts}"
+    finally:
+        stack.stop()
