@@ -95,6 +95,7 @@ export class Chat {
       cursor = reply.next_cursor;
     } while (cursor);
     this.renderDialogs();
+    this.markRead(); // the dialog being read has no unread, whatever a `dialogs` asked meanwhile says
   }
 
   /** A refresh nobody waits for: a failure only means the names shown may be older. */
