@@ -151,7 +151,7 @@ async def test_two_people_chat_through_the_site(stack: ProcessStack, browser: Br
     await alice.wait_for_text("call me robert")
     await expect(alice.page.locator("#peer-name")).to_have_text("robert")
     await expect(alice.by("dialog")).to_contain_text("robert")
-    # Without a message, the name comes with `dialogs`, which the page asks for when it gets focus.
+    # Without a message, the name comes pushed (`user`); focus asks `dialogs` again, the fallback.
     await bob.by("rename-username").fill("rob")
     await bob.by("rename").click()
     await expect(bob.page.locator("#me-name")).to_have_text("rob")

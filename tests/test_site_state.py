@@ -130,3 +130,44 @@ async def test_dialogs_are_ordered_by_activity_then_as_listed(page: Page) -> Non
         return state.orderedDialogs().map(d => d.id);
     """)
     assert result == ["1_5", "1_4", "1_2", "1_3"]
+
+
+async def test_dialogs_fields_pushes_and_read_marks_merge(page: Page) -> None:
+    result = await run(page, f"""
+        const state = new ChatState();
+        state.me = {{id: 1, username: "alice"}};
+        state.mergeDialogs([{{id: "1_2", peer: {{id: 2, username: "bob", online: true}},
+                              last_message: {msg(3)}, unread: 2, reads: {{"1": 1, "2": 3}}}}]);
+        state.mergeDialogs([{{id: "1_3", peer: {{id: 3, username: "eve", online: false}},
+                              last_message: null, unread: 0, reads: {{}}}}], 1);
+        const summary = state.dialogs.get("1_2");
+        const first = [summary.online, summary.last.seq, summary.unread, state.peerRead("1_2"), state.peerRead("1_3")];
+        state.noteRead("1_2", 2, 2);  // an older mark changes nothing
+        state.noteRead("1_2", 2, 5);
+        state.setOnline(2, false);
+        state.renamePeer({{id: 2, username: "robert"}});
+        // An `open_dialog` reply carries no presence: what is known stays.
+        state.mergeDialogs([{{id: "1_2", peer: {{id: 2, username: "robert"}}}}]);
+        const unknown = state.noteRead("9_9", 2, 1);
+        return [first, state.peerRead("1_2"), summary.online, summary.peer.username, unknown,
+                state.orderedDialogs().map(d => d.id)];
+    """)
+    assert result == [[True, 3, 2, 3, 0], 5, False, "robert", False, ["1_2", "1_3"]]
+
+
+async def test_the_servers_order_holds_until_a_dialog_gets_a_newer_message(page: Page) -> None:
+    result = await run(page, f"""
+        const state = new ChatState();
+        state.me = {{id: 1, username: "alice"}};
+        const item = (id, last) => ({{id: `1_${{id}}`, peer: {{id, username: `u${{id}}`}}, last_message: last,
+                                     unread: 0, reads: {{}}}});
+        // A dialog just created (no message) is more recent activity than an old message.
+        state.mergeDialogs([item(3, null), item(2, {msg(7)})]);
+        state.mergeDialogs([item(4, {{...{msg(1)}, dialog_id: "1_4"}})], 2);
+        const listed = state.orderedDialogs().map(d => d.id);
+        state.noteMessage({{...{msg(5)}, dialog_id: "1_2"}}, {{live: false, unread: false}});  // older: stays
+        const older = state.orderedDialogs().map(d => d.id);
+        state.noteMessage({{...{msg(2)}, dialog_id: "1_4"}}, {{live: true, unread: true}});
+        return [listed, older, state.orderedDialogs().map(d => d.id)];
+    """)
+    assert result == [["1_3", "1_2", "1_4"], ["1_3", "1_2", "1_4"], ["1_4", "1_3", "1_2"]]

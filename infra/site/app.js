@@ -16,7 +16,7 @@ const ui = {
   chatView: $("chat-view"), openForm: $("open-form"), peerUsername: $("peer-username"),
   sidebarError: $("sidebar-error"), dialogList: $("dialog-list"),
   noDialogs: $("no-dialogs"), renameForm: $("rename-form"), renameUsername: $("rename-username"),
-  back: $("back"), peerName: $("peer-name"), olderState: $("older-state"), messageList: $("message-list"),
+  back: $("back"), peerName: $("peer-name"), typing: $("typing"), olderState: $("older-state"), messageList: $("message-list"),
   composer: $("composer"), composerError: $("composer-error"), text: $("text"), send: $("send"),
 };
 
@@ -74,7 +74,18 @@ function closed(retryInMs) {
 
 function pushed(frame) {
   if (frame.type === "renamed") showMe(frame.user);
+  else if (frame.type === "logged_out") loggedOut("Logged out from another window.");
   else chat.onPush(frame);
+}
+
+/** The session is over (here or from elsewhere): forget it and show the login view. */
+function loggedOut(message) {
+  localStorage.removeItem(TOKEN_KEY);
+  chat.stop();
+  connection.stop();
+  showAuth(message);
+  ui.username.focus();
+  connection.start();
 }
 
 /** `logged_in` from `login` or `auth`: keep the fresh token, then catch up. */
@@ -146,14 +157,20 @@ ui.authForm.addEventListener("submit", (event) => {
 });
 ui.register.addEventListener("click", () => logIn(true));
 
-ui.logout.addEventListener("click", () => {
-  // The protocol has no logout frame: forgetting the token and closing the socket is it.
-  localStorage.removeItem(TOKEN_KEY);
-  chat.stop();
-  connection.stop();
-  showAuth("Logged out.");
-  ui.username.focus();
-  connection.start();
+const LOGOUT_WAIT_MS = 3000;
+
+ui.logout.addEventListener("click", async () => {
+  // `logout` ends the session on the server (its token is refused from then on); the token is
+  // forgotten here whether or not the reply comes.
+  ui.logout.disabled = true;
+  try {
+    await connection.request({ type: "logout" }, LOGOUT_WAIT_MS);
+  } catch (error) {
+    console.warn("logout got no reply; forgetting the session here anyway", error);
+  } finally {
+    ui.logout.disabled = false;
+  }
+  loggedOut("Logged out.");
 });
 
 ui.renameForm.addEventListener("submit", async (event) => {
@@ -205,7 +222,10 @@ function fitText() {
   ui.text.style.height = `${Math.min(ui.text.scrollHeight, 160)}px`;
 }
 
-ui.text.addEventListener("input", fitText);
+ui.text.addEventListener("input", () => {
+  fitText();
+  if (ui.text.value.trim()) chat.typing();
+});
 ui.text.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();

@@ -7,12 +7,13 @@ import { ChatState } from "./state.js";
 import { dialogItem } from "./view.js";
 
 const PAGE = 50;
-// Peers' renames reach this page only through `dialogs` (and their next message): ask again
-// on focus and at this modest rate while the page is visible.
+// Renames and presence come pushed (`user`, `presence`), at most once: `dialogs` again on focus
+// and at this modest rate while the page is visible makes up for a push missed.
 const DIALOGS_REFRESH_MS = 30_000;
 const OPEN_KEY = "chat.open";
-// `dialogs` carries no last message: fetch it (`history`, limit 1) once per page for this many.
-const PREVIEWS = 20;
+// `typing` at most this often while the user types; "… is typing" shown this long after one.
+const TYPING_SEND_MS = 2000;
+const TYPING_SHOW_MS = 4000;
 
 export class Chat {
   constructor(connection, ui) {
@@ -22,6 +23,10 @@ export class Chat {
     this.ready = false; // logged in on the current socket, caught up
     this.loadingOlder = false;
     this.syncing = null;
+    this.typingSentAt = 0;
+    this.typingTimer = null;
+    this.typingIn = null; // the dialog whose peer is typing now
+    this.readSent = new Map(); // dialog id -> highest seq this page sent `read` for
     this.outbox = new Outbox({
       request: (frame) => this.connection.request(frame),
       canSend: () => this.ready && this.connection.open,
@@ -48,6 +53,7 @@ export class Chat {
     }
     this.state = new ChatState();
     this.state.me = me;
+    this.readSent.clear();
     this.outbox.load(me.id);
     this.messageList.clear();
   }
@@ -56,6 +62,8 @@ export class Chat {
     this.ready = false;
     this.outbox.clear();
     this.state = new ChatState();
+    this.readSent.clear();
+    this.showTyping(null);
     sessionStorage.removeItem(OPEN_KEY);
     this.messageList.clear();
     this.ui.dialogList.replaceChildren();
@@ -69,20 +77,6 @@ export class Chat {
     const wanted = this.state.openId || sessionStorage.getItem(OPEN_KEY);
     if (wanted && this.state.dialogs.has(wanted)) await this.openDialog(wanted);
     this.outbox.pump();
-    this.preview().catch((error) => console.warn("fetching last messages failed", error));
-  }
-
-  /** The last message of dialogs the page has seen none of, for the list's preview and order. */
-  async preview() {
-    const unseen = [...this.state.dialogs.values()].filter((summary) => !summary.last && !summary.previewed);
-    const replies = unseen.slice(0, PREVIEWS).map((summary) => {
-      summary.previewed = true;
-      return this.connection.request({ type: "history", dialog_id: summary.id, limit: 1 });
-    });
-    for (const reply of await Promise.all(replies)) {
-      for (const message of reply.messages) this.state.noteMessage(message, { live: false, unread: false });
-    }
-    this.renderDialogs();
   }
 
   suspend() {
@@ -91,9 +85,17 @@ export class Chat {
 
   async refreshDialogs(force = false) {
     if (!force && !(this.ready && this.connection.open && document.visibilityState === "visible")) return;
-    const reply = await this.connection.request({ type: "dialogs" });
-    this.state.mergeDialogs(reply.dialogs);
+    // Every page, following `next_cursor`: the server gives them most recently active first.
+    let cursor;
+    let offset = 0;
+    do {
+      const reply = await this.connection.request(cursor ? { type: "dialogs", cursor } : { type: "dialogs" });
+      this.state.mergeDialogs(reply.dialogs, offset);
+      offset += reply.dialogs.length;
+      cursor = reply.next_cursor;
+    } while (cursor);
     this.renderDialogs();
+    this.markRead(); // the dialog being read has no unread, whatever a `dialogs` asked meanwhile says
   }
 
   /** A refresh nobody waits for: a failure only means the names shown may be older. */
@@ -116,6 +118,9 @@ export class Chat {
     while (Object.keys(positions).length > 0) {
       const reply = await this.connection.request({ type: "sync", dialogs: positions });
       for (const message of reply.messages) this.receive(message, { live: false });
+      for (const [dialogId, marks] of Object.entries(reply.reads || {})) {
+        for (const [user, seq] of Object.entries(marks)) this.state.noteRead(dialogId, user, seq);
+      }
       if (!reply.more) break;
       positions = reply.dialogs;
     }
@@ -128,7 +133,48 @@ export class Chat {
       this.renderDialogs();
     } else if (frame.type === "resync") {
       this.catchUp().catch((error) => console.warn("sync after resync failed", error));
+    } else if (frame.type === "presence") {
+      this.state.setOnline(frame.user_id, frame.online);
+      this.renderDialogs();
+    } else if (frame.type === "user") {
+      this.state.renamePeer(frame.user);
+      this.renderDialogs();
+    } else if (frame.type === "read") {
+      this.state.noteRead(frame.dialog_id, frame.user_id, frame.seq);
+      if (frame.user_id === this.state.me?.id) this.readOnAnotherDevice(frame.dialog_id, frame.seq);
+      this.renderDialogs();
+    } else if (frame.type === "typing") {
+      if (frame.user_id !== this.state.me?.id && this.state.dialogs.has(frame.dialog_id)) this.showTyping(frame.dialog_id);
     }
+  }
+
+  /** Read up to `seq` on another device: what lies at or below it is no longer unread here. */
+  readOnAnotherDevice(dialogId, seq) {
+    const summary = this.state.dialogs.get(dialogId);
+    if (summary && summary.last && summary.last.seq <= seq) summary.unread = 0;
+  }
+
+  /** "<peer> is typing…" under the open dialog's name, for a few seconds after each event. */
+  showTyping(dialogId) {
+    clearTimeout(this.typingTimer);
+    this.typingIn = dialogId;
+    if (dialogId) this.typingTimer = setTimeout(() => this.showTyping(null), TYPING_SHOW_MS);
+    this.renderTyping();
+  }
+
+  renderTyping() {
+    const summary = this.typingIn && this.typingIn === this.state.openId && this.state.dialogs.get(this.typingIn);
+    this.ui.typing.textContent = summary ? `${summary.peer.username} is typing…` : "";
+    this.ui.typing.hidden = !summary;
+  }
+
+  /** The user types in the open dialog: tell the peer, at most once every TYPING_SEND_MS. */
+  typing() {
+    const id = this.state.openId;
+    const now = Date.now();
+    if (!id || !this.ready || !this.connection.open || now - this.typingSentAt < TYPING_SEND_MS) return;
+    this.typingSentAt = now;
+    this.connection.request({ type: "typing", dialog_id: id }).catch((error) => console.warn("typing failed", error));
   }
 
   /** A message from `sent`, a push, `sync` or `history`: held once, shown if its dialog is open. */
@@ -137,6 +183,7 @@ export class Chat {
     const open = id === this.state.openId && document.visibilityState === "visible";
     const mine = message.sender.id === this.state.me.id;
     const unread = live && !open && !mine;
+    if (live && !mine && this.typingIn === id) this.showTyping(null); // the message it was
     if (!this.state.noteMessage(message, { live, unread })) {
       // A dialog someone else just opened with us: list it, then note the message in it.
       this.refreshDialogs(true)
@@ -149,15 +196,20 @@ export class Chat {
     const held = this.state.messages.get(id);
     if (!held || !(held.loaded || held.fetching)) return; // its newest page comes when it is opened
     const added = held.add([message]);
-    if (id === this.state.openId) this.messageList.insert(added, { follow: live || mine });
+    if (id === this.state.openId) {
+      this.messageList.insert(added, { follow: live || mine });
+      this.markRead();
+    }
     if (live && held.hasGap()) this.catchUp().catch((error) => console.warn("sync after a gap failed", error));
   }
 
   async openByUsername(username) {
     const reply = await this.connection.request({ type: "open_dialog", username });
+    const known = this.state.dialogs.has(reply.dialog.id);
     this.state.mergeDialogs([reply.dialog]);
-    this.state.dialogs.get(reply.dialog.id).order = -1;
+    if (!known) this.state.toFront(this.state.dialogs.get(reply.dialog.id));
     await this.openDialog(reply.dialog.id);
+    if (!known) this.refreshQuietly(); // `dialog` says nothing of presence: `dialogs` does
   }
 
   async openDialog(id) {
@@ -169,6 +221,7 @@ export class Chat {
     this.ui.peerName.textContent = summary.peer.username;
     this.ui.text.disabled = false;
     this.ui.send.disabled = false;
+    this.renderTyping();
     const held = this.state.messagesOf(id);
     if (switching || this.messageList.empty) {
       this.messageList.show(held.sorted(), this.outbox.pendingIn(id));
@@ -189,6 +242,7 @@ export class Chat {
       const added = held.add(reply.messages);
       if (id !== this.state.openId) return; // another dialog was opened meanwhile
       this.messageList.insert(added, { follow: true });
+      this.markRead();
       // Messages that came live while the page was fetched: held now, so sync anything missing.
       if (held.hasGap()) await this.catchUp();
     }
@@ -236,12 +290,27 @@ export class Chat {
     this.messageList.pendingChanged(item);
   }
 
+  /** The open dialog is on screen: its messages are read; `read` up to the highest seq shown. */
   markRead() {
-    const summary = this.state.dialogs.get(this.state.openId);
-    if (summary && summary.unread > 0 && document.visibilityState === "visible") {
+    const id = this.state.openId;
+    const summary = this.state.dialogs.get(id);
+    if (!summary || document.visibilityState !== "visible") return;
+    if (summary.unread > 0) {
       summary.unread = 0;
       this.renderDialogs();
     }
+    const held = this.state.messages.get(id);
+    const seq = held && held.bySeq.size > 0 ? Math.max(...held.bySeq.keys()) : 0;
+    const mine = summary.reads[String(this.state.me.id)] || 0;
+    if (seq <= Math.max(mine, this.readSent.get(id) || 0) || !this.ready || !this.connection.open) return;
+    this.readSent.set(id, seq);
+    this.connection.request({ type: "read", dialog_id: id, seq }).then(
+      (reply) => this.state.noteRead(reply.dialog_id, reply.user_id, reply.seq),
+      (error) => {
+        if (this.readSent.get(id) === seq) this.readSent.delete(id); // tried again at the next chance
+        console.warn("marking read failed", error);
+      },
+    );
   }
 
   /** Back to the list (phone width): the dialog is no longer being read. */
@@ -265,6 +334,10 @@ export class Chat {
     if (focused) this.ui.dialogList.querySelector(`[data-dialog-id="${CSS.escape(focused)}"]`)?.focus();
     this.ui.noDialogs.hidden = entries.length > 0;
     const open = this.state.dialogs.get(this.state.openId);
-    if (open) this.ui.peerName.textContent = open.peer.username;
+    if (open) {
+      this.ui.peerName.textContent = open.peer.username;
+      this.messageList.showReadMark(this.state.peerRead(open.id));
+    }
+    this.renderTyping();
   }
 }

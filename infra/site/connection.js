@@ -1,11 +1,12 @@
 // One WebSocket to `/ws` on this page's origin, reopened with backoff whenever it drops.
 // Requests carry a `ref` and resolve with their direct reply (docs/PROTOCOL.md); everything
-// else (live messages, `renamed`, `resync`) goes to `onPush`.
+// else (live messages, `renamed`, `resync`, presence, typing, read marks…) goes to `onPush`.
 
 export class RequestError extends Error {
   constructor(frame) {
     super(frame.message || frame.code);
     this.code = frame.code;
+    this.retryAfterMs = typeof frame.retry_after_ms === "number" ? frame.retry_after_ms : null;
   }
 }
 

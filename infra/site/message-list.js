@@ -1,7 +1,7 @@
 // The open dialog's messages on screen: in seq order, messages still being sent after them,
 // and the reader's place kept when older ones are put above.
 
-import { messageItem, pendingItem, pendingLabel } from "./view.js";
+import { element, messageItem, pendingItem, pendingLabel } from "./view.js";
 
 const NEAR_TOP_PX = 120;
 const NEAR_BOTTOM_PX = 120;
@@ -11,6 +11,7 @@ export class MessageList {
   constructor(list, myId, onNearTop) {
     this.list = list;
     this.myId = myId;
+    this.readSeq = 0; // the peer's read mark in the dialog shown
     list.addEventListener("scroll", () => {
       if (list.scrollTop < NEAR_TOP_PX) onNearTop();
     });
@@ -18,11 +19,26 @@ export class MessageList {
 
   /** Show this dialog: its held messages, then what waits to be sent in it. */
   show(messages, pending) {
+    this.readSeq = 0;
     this.list.replaceChildren(...messages.map((message) => this.node(message)), ...pending.map(pendingItem));
   }
 
   clear() {
+    this.readSeq = 0;
     this.list.replaceChildren();
+  }
+
+  /** "read" under the last own message at or below the peer's read mark `seq`. */
+  showReadMark(seq) {
+    this.readSeq = seq;
+    const mine = [...this.list.querySelectorAll(".message.mine[data-seq]")].filter(
+      (node) => Number(node.dataset.seq) <= seq,
+    );
+    const target = mine[mine.length - 1];
+    const current = this.list.querySelector("[data-testid=read-mark]");
+    if (current && current.parentElement === target) return;
+    current?.remove();
+    if (target) target.append(element("span", { "data-testid": "read-mark", className: "read-mark", text: "read" }));
   }
 
   get empty() {
@@ -48,6 +64,7 @@ export class MessageList {
       );
       list.insertBefore(this.node(message), later || null);
     }
+    this.showReadMark(this.readSeq);
     if (follow && atBottom) this.scrollToBottom();
     else list.scrollTop = list.scrollHeight - fromBottom;
   }

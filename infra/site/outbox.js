@@ -73,7 +73,9 @@ export class Outbox {
         const item = this.items[0];
         const retry = await this.attempt(item);
         if (retry === "stop") return;
-        if (retry === "later") {
+        if (typeof retry === "number") {
+          await sleep(retry); // `rate_limited`: the server said when
+        } else if (retry === "later") {
           await sleep(pause);
           pause = Math.min(MAX_RETRY_PAUSE_MS, pause * 2);
         } else {
@@ -85,7 +87,10 @@ export class Outbox {
     }
   }
 
-  /** One try at the first item: "done", "later" (same id again after a pause) or "stop". */
+  /**
+   * One try at the first item: "done", "later" (same id again after a pause), a number (same id
+   * again after that many ms, as `rate_limited` asks) or "stop".
+   */
   async attempt(item) {
     item.attempts += 1;
     item.state = item.attempts > 1 ? "retrying" : "sending";
@@ -100,6 +105,7 @@ export class Outbox {
     } catch (error) {
       if (error instanceof RequestTimeout) return "later";
       if (error instanceof RequestError && error.code === "unavailable") return "later";
+      if (error instanceof RequestError && error.code === "rate_limited") return Math.max(50, error.retryAfterMs ?? RETRY_PAUSE_MS);
       if (error instanceof ConnectionLost) {
         item.state = "waiting"; // pumped again once the connection is back
         this.hooks.onChange(item);

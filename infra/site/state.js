@@ -45,11 +45,11 @@ export class DialogMessages {
 }
 
 /**
- * One entry of the dialog list. `online` stays undefined and `unread` counts only what this
- * page saw arrive, until the protocol carries presence and read marks.
+ * One entry of the dialog list: the server's fields (`dialogs`), kept current by pushes and by
+ * what this page sees arrive. `reads` holds both members' read marks (user id -> seq).
  */
 export function newSummary(id, peer) {
-  return { id, peer, last: null, unread: 0, online: undefined, order: 0, previewed: false };
+  return { id, peer, last: null, unread: 0, online: undefined, reads: {}, order: 0 };
 }
 
 export class ChatState {
@@ -58,16 +58,64 @@ export class ChatState {
     this.dialogs = new Map(); // id -> summary
     this.messages = new Map(); // id -> DialogMessages
     this.openId = null;
+    this.moves = 0; // dialogs moved to the front since the last `dialogs`
   }
 
-  /** Merge a `dialogs` reply (server order kept for dialogs with no known activity). */
-  mergeDialogs(list) {
+  /** Activity in a dialog (a newer message, a dialog just opened): it goes to the list's front. */
+  toFront(summary) {
+    this.moves += 1;
+    summary.order = -this.moves;
+  }
+
+  /**
+   * Merge one page of a `dialogs` reply (or `open_dialog`'s dialog, which has only `peer`);
+   * `offset` is where the page starts in the server's order (most recently active first).
+   */
+  mergeDialogs(list, offset = 0) {
     list.forEach((dialog, index) => {
-      const known = this.dialogs.get(dialog.id);
-      if (known) known.peer = dialog.peer;
-      else this.dialogs.set(dialog.id, newSummary(dialog.id, dialog.peer));
-      this.dialogs.get(dialog.id).order = index;
+      let summary = this.dialogs.get(dialog.id);
+      if (!summary) {
+        summary = newSummary(dialog.id, dialog.peer);
+        this.dialogs.set(dialog.id, summary);
+        summary.order = offset + index;
+      }
+      summary.peer = { id: dialog.peer.id, username: dialog.peer.username };
+      if (typeof dialog.peer.online === "boolean") summary.online = dialog.peer.online;
+      const last = dialog.last_message;
+      if (last && (!summary.last || last.seq > summary.last.seq)) summary.last = last;
+      if (typeof dialog.unread === "number") summary.unread = dialog.unread;
+      for (const [user, seq] of Object.entries(dialog.reads || {})) this.noteRead(dialog.id, user, seq);
+      if ("last_message" in dialog) summary.order = offset + index; // a `dialogs` item: the server's order
     });
+  }
+
+  /** A read mark (from `dialogs`, `synced` or a `read` push): marks only move forward. */
+  noteRead(dialogId, userId, seq) {
+    const summary = this.dialogs.get(dialogId);
+    if (!summary) return false;
+    const key = String(userId);
+    if (!(summary.reads[key] >= seq)) summary.reads[key] = seq;
+    return true;
+  }
+
+  /** How far the peer has read in this dialog (0: nothing). */
+  peerRead(dialogId) {
+    const summary = this.dialogs.get(dialogId);
+    return (summary && summary.reads[String(summary.peer.id)]) || 0;
+  }
+
+  /** A `presence` push: every dialog with that user shows it. */
+  setOnline(userId, online) {
+    for (const summary of this.dialogs.values()) {
+      if (summary.peer.id === userId) summary.online = online;
+    }
+  }
+
+  /** A `user` push: a peer's new name, in every dialog with them. */
+  renamePeer(user) {
+    for (const summary of this.dialogs.values()) {
+      if (summary.peer.id === user.id) summary.peer = { ...summary.peer, username: user.username };
+    }
   }
 
   messagesOf(id) {
@@ -86,7 +134,10 @@ export class ChatState {
   noteMessage(message, { live, unread }) {
     const summary = this.dialogs.get(message.dialog_id);
     if (!summary) return false;
-    if (!summary.last || message.seq > summary.last.seq) summary.last = message;
+    if (!summary.last || message.seq > summary.last.seq) {
+      summary.last = message;
+      this.toFront(summary);
+    }
     if (message.sender.id !== this.me.id) {
       if (live) summary.peer = { ...summary.peer, username: message.sender.username };
       if (unread) summary.unread += 1;
@@ -103,9 +154,8 @@ export class ChatState {
     return positions;
   }
 
-  /** Dialogs by latest activity, then in the server's order. */
+  /** Dialogs in the server's order (most recently active first), with later activity in front. */
   orderedDialogs() {
-    const time = (summary) => (summary.last ? Date.parse(summary.last.sent_at) : -Infinity);
-    return [...this.dialogs.values()].sort((a, b) => time(b) - time(a) || a.order - b.order);
+    return [...this.dialogs.values()].sort((a, b) => a.order - b.order);
   }
 }

@@ -49,12 +49,15 @@ export function pendingLabel(state) {
   return PENDING_LABELS[state] || state;
 }
 
-/** One entry of the dialog list: peer, online dot, last message and unread count slots. */
+/** One entry of the dialog list: peer with online dot, last message, its time, unread count. */
 export function dialogItem(summary, { current, myId }) {
   const peer = element("span", { className: "peer", text: summary.peer.username });
   if (summary.online !== undefined) {
     const presence = summary.online ? "online" : "offline";
-    peer.prepend(element("span", { className: `dot ${presence}`, role: "img", "aria-label": presence }));
+    peer.prepend(element("span", {
+      "data-testid": "online", "data-online": String(summary.online), className: `dot ${presence}`,
+      role: "img", "aria-label": presence,
+    }));
   }
   let preview = "";
   if (summary.last) preview = (summary.last.sender.id === myId ? "You: " : "") + summary.last.text;
@@ -70,7 +73,7 @@ export function dialogItem(summary, { current, myId }) {
   }
   if (summary.unread > 0) {
     const count = String(summary.unread);
-    button.append(element("span", { className: "unread", "aria-label": `${count} unread`, text: count }));
+    button.append(element("span", { "data-testid": "unread", className: "unread", "aria-label": `${count} unread`, text: count }));
   }
   if (current) button.setAttribute("aria-current", "true");
   return element("li", {}, button);
