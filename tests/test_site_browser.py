@@ -15,7 +15,17 @@ from playwright.async_api import Browser, expect
 
 from chat_client import ChatClient
 from tests.support.processes import ProcessStack
-from tests.support.site_browser import ARTIFACTS, LAPTOP, PASSWORD, PHONE, ChatPage, chromium, wait_until
+from tests.support.site_browser import (
+    ARTIFACTS,
+    LAPTOP,
+    PASSWORD,
+    PHONE,
+    ChatPage,
+    chromium,
+    origin,
+    two_gateway_stack,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -37,17 +47,8 @@ PAGE = 50  # messages per history page (infra/site/chat.js)
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[ProcessStack]:
-    stack = ProcessStack(tmp_path)
-    stack.start_servers()
-    try:
-        stack.start("auth_service", "auth_service")
-        stack.start("chat_service", "chat_service")
-        stack.start("storage_worker", "storage_worker")
-        stack.start_gateway("gateway-alice")
-        stack.start_gateway("gateway-bob")
-        yield stack
-    finally:
-        stack.stop()
+    with two_gateway_stack(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
@@ -55,9 +56,6 @@ async def browser() -> AsyncIterator[Browser]:
     async with chromium() as running:
         yield running
 
-
-def origin(stack: ProcessStack, gateway: str) -> str:
-    return f"http://127.0.0.1:{stack.gateway_ports[gateway]}"
 
 
 async def bot(stack: ProcessStack, gateway: str, username: str) -> ChatClient:

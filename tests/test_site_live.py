@@ -12,24 +12,15 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.support.processes import ProcessStack
-from tests.support.site_browser import ChatPage, chromium, wait_until
+from tests.support.site_browser import ChatPage, chromium, origin, two_gateway_stack, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[ProcessStack]:
-    stack = ProcessStack(tmp_path)
-    stack.start_servers()
-    try:
-        stack.start("auth_service", "auth_service")
-        stack.start("chat_service", "chat_service")
-        stack.start("storage_worker", "storage_worker")
-        stack.start_gateway("gateway-alice")
-        stack.start_gateway("gateway-bob")
-        yield stack
-    finally:
-        stack.stop()
+    with two_gateway_stack(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
@@ -37,9 +28,6 @@ async def browser() -> AsyncIterator[Browser]:
     async with chromium() as running:
         yield running
 
-
-def origin(stack: ProcessStack, gateway: str) -> str:
-    return f"http://127.0.0.1:{stack.gateway_ports[gateway]}"
 
 
 async def test_presence_typing_read_marks_unread_and_renames_show(stack: ProcessStack, browser: Browser) -> None:

@@ -4,16 +4,16 @@ it launches the system one with flags that keep it off the network."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, Page, ViewportSize, WebSocket, async_playwright, expect
 
+from tests.support import polling
+from tests.support.processes import ProcessStack
 from tests.support.system_programs import require_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,11 +46,28 @@ async def chromium() -> AsyncIterator[Browser]:
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_MS / 1000) -> None:
     """Poll a condition on what the test recorded (not on the page: `expect` does that)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"expected {what} within {timeout:g} s")
-        await asyncio.sleep(0.1)
+    await polling.wait_until(condition, what=f"expected {what}", timeout=timeout)
+
+
+@contextmanager
+def two_gateway_stack(tmp_path: Path) -> Iterator[ProcessStack]:
+    """The services and two gateways, alice's and bob's, as real processes (a gateway can be
+    killed with kill -9 and started again on its port)."""
+    stack = ProcessStack(tmp_path)
+    stack.start_servers()
+    try:
+        stack.start("auth_service", "auth_service")
+        stack.start("chat_service", "chat_service")
+        stack.start("storage_worker", "storage_worker")
+        stack.start_gateway("gateway-alice")
+        stack.start_gateway("gateway-bob")
+        yield stack
+    finally:
+        stack.stop()
+
+
+def origin(stack: ProcessStack, gateway: str) -> str:
+    return f"http://127.0.0.1:{stack.gateway_ports[gateway]}"
 
 
 class ChatPage:
