@@ -36,35 +36,28 @@ class PresenceChange(msgspec.Struct):
     online: bool
 
 
-# ARGV: gateway id, presence key prefix, changes stream, maxlen, entry field, then user ids.
-# KEYS: the gateway's users set.
-JOIN = """
+def _change_script(command: str, last: int, online: str) -> str:
+    """A join (SADD) or leave (SREM) of users on one gateway: the change is recorded on the
+    stream only when it made the user's gateway set go from empty to 1 or from 1 to empty.
+    KEYS: the gateway's users set. ARGV: gateway id, presence key prefix, changes stream,
+    maxlen, entry field, then user ids."""
+    return f"""
 local gw = ARGV[1]
 for i = 6, #ARGV do
   local user = ARGV[i]
   local key = ARGV[2] .. user
-  redis.call('SADD', KEYS[1], user)
-  if redis.call('SADD', key, gw) == 1 and redis.call('SCARD', key) == 1 then
+  redis.call('{command}', KEYS[1], user)
+  if redis.call('{command}', key, gw) == 1 and redis.call('SCARD', key) == {last} then
     redis.call('XADD', ARGV[3], 'MAXLEN', '~', ARGV[4], '*', ARGV[5],
-      '{"user_id":' .. user .. ',"online":true}')
+      '{{"user_id":' .. user .. ',"online":{online}}}')
   end
 end
 return 0
 """
 
-LEAVE = """
-local gw = ARGV[1]
-for i = 6, #ARGV do
-  local user = ARGV[i]
-  local key = ARGV[2] .. user
-  redis.call('SREM', KEYS[1], user)
-  if redis.call('SREM', key, gw) == 1 and redis.call('SCARD', key) == 0 then
-    redis.call('XADD', ARGV[3], 'MAXLEN', '~', ARGV[4], '*', ARGV[5],
-      '{"user_id":' .. user .. ',"online":false}')
-  end
-end
-return 0
-"""
+
+JOIN = _change_script("SADD", 1, "true")
+LEAVE = _change_script("SREM", 0, "false")
 
 # KEYS: alive key, users set, gateways set. ARGV: gateway id, presence prefix, stream, maxlen,
 # entry field. Returns how many users it took offline, or -1 if the gateway is alive.
