@@ -40,12 +40,11 @@ import redis.asyncio as aioredis
 
 from bench.procs import Group
 from bench.run import machine
-from bench.storage import PARTITIONS, drained
+from bench.storage import PARTITIONS, drained, fill_stream
 from chat_service import dialog_list, store
 from chat_service.history import HistoryReader
 from chatkit import db, keys
 from chatkit.dialogs import DialogKey
-from chatkit.envelopes import ENTRY_FIELD
 from chatkit.redis import RedisClient
 from chatkit.settings import Settings
 from chatkit.wire import Message, UserRef
@@ -163,12 +162,7 @@ async def store_all(
     redis = aioredis.Redis.from_url(redis_url)
     try:
         await redis.delete(*(keys.messages(tag) for tag in PARTITIONS.tags()))
-        for start in range(0, len(messages), 5000):
-            async with redis.pipeline(transaction=False) as pipe:
-                for message in messages[start:start + 5000]:
-                    stream = keys.messages(PARTITIONS.dialog_tag(DialogKey.parse(message.dialog_id)))
-                    pipe.xadd(stream, {ENTRY_FIELD: _encode(message)})
-                await pipe.execute()
+        await fill_stream(redis, messages, progress)
         samples: list[dict[str, Any]] = []
         with Group(root / "logs") as group:
             group.spawn_python("storage_worker", "storage_worker", env={
